@@ -1,0 +1,131 @@
+"""Open any image radtune meets (a path, a URL, raw bytes or a DICOM file) as a PIL image.
+
+Every package goes through `load_image` so that a predict command reads exactly what training read.
+DICOM pixel data is turned into a display image the way a radiologist's viewer does: modality LUT
+(rescale slope/intercept), then the VOI LUT or window centre/width, then scaling to 8 bits, with
+MONOCHROME1 (white = low values) inverted so bone is always bright.
+"""
+
+from __future__ import annotations
+
+import io
+import urllib.request
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image
+
+ImageSource = Union[str, Path, bytes, Image.Image]
+
+DICOM_SUFFIXES = (".dcm", ".dicom")
+URL_TIMEOUT_S = 30
+
+
+class ImageLoadError(ValueError):
+    """An image source exists but cannot be decoded."""
+
+
+def _is_url(source: str) -> bool:
+    return source.startswith(("http://", "https://"))
+
+
+def _looks_like_dicom(data: bytes) -> bool:
+    # DICOM Part 10 files carry a 128-byte preamble followed by the magic "DICM".
+    return len(data) >= 132 and data[128:132] == b"DICM"
+
+
+def _to_uint8(array: np.ndarray) -> np.ndarray:
+    """Min-max scale any numeric array to 0..255 (a constant image becomes all zeros)."""
+    array = array.astype(np.float64)
+    low, high = float(np.nanmin(array)), float(np.nanmax(array))
+    if high <= low:
+        return np.zeros(array.shape, dtype=np.uint8)
+    return np.clip(np.round((array - low) / (high - low) * 255.0), 0, 255).astype(np.uint8)
+
+
+def dicom_to_image(dataset) -> Image.Image:
+    """Turn a `pydicom.Dataset` into an 8-bit PIL image (`L` for grayscale, `RGB` for colour).
+
+    Multi-frame images give their first frame.
+    """
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    pixels = dataset.pixel_array
+    frames = int(getattr(dataset, "NumberOfFrames", 1) or 1)
+    samples = int(getattr(dataset, "SamplesPerPixel", 1) or 1)
+    if frames > 1:
+        pixels = pixels[0]
+    if samples == 3:
+        # pydicom already converts YBR colour spaces to RGB when decoding.
+        return Image.fromarray(_to_uint8(pixels) if pixels.dtype != np.uint8 else pixels, mode="RGB")
+    values = apply_modality_lut(pixels, dataset)
+    values = apply_voi_lut(values, dataset, prefer_lut=True)
+    image = _to_uint8(values)
+    if str(getattr(dataset, "PhotometricInterpretation", "")).upper() == "MONOCHROME1":
+        image = 255 - image
+    return Image.fromarray(image, mode="L")
+
+
+def _read_bytes(source: str | Path) -> bytes:
+    if isinstance(source, str) and _is_url(source):
+        try:
+            with urllib.request.urlopen(source, timeout=URL_TIMEOUT_S) as response:
+                return response.read()
+        except OSError as error:
+            raise ImageLoadError(f"could not download image from {source}: {error}") from error
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"image not found: {path}")
+    return path.read_bytes()
+
+
+def _normalise_mode(image: Image.Image, mode: str | None) -> Image.Image:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # 16-bit and float images (some PNG exports of radiographs) are scaled, not clipped, to 8 bits.
+        image = Image.fromarray(_to_uint8(np.asarray(image)), mode="L")
+    if mode is None or image.mode == mode:
+        return image
+    if image.mode in ("RGBA", "LA", "P") and mode in ("L", "RGB"):
+        # Composite on black, the background of every radiograph, instead of dropping alpha to garbage.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        image = Image.alpha_composite(background, rgba)
+    return image.convert(mode)
+
+
+def load_image(source: ImageSource, mode: str | None = "RGB") -> Image.Image:
+    """Open a path, URL, bytes or DICOM file as a fully decoded PIL image.
+
+    Args:
+        source (`str`, `Path`, `bytes` or `PIL.Image.Image`):
+            A local path (PNG, JPEG, … or DICOM), an `http(s)://` URL, the raw bytes of a file, or an image.
+        mode (`str` or `None`, *optional*, defaults to `"RGB"`):
+            PIL mode of the result (`"RGB"` or `"L"`); `None` keeps the decoded mode, except that 16-bit and
+            float images are always scaled to 8-bit `L`.
+
+    Returns:
+        `PIL.Image.Image`: the decoded image, pixels loaded (a truncated file fails here, not later).
+
+    Raises:
+        `FileNotFoundError`: the path does not exist.
+        `ImageLoadError`: the source exists but is not a decodable image.
+    """
+    if isinstance(source, Image.Image):
+        return _normalise_mode(source, mode)
+    name = "<bytes>" if isinstance(source, bytes) else str(source)
+    data = source if isinstance(source, bytes) else _read_bytes(source)
+    is_dicom = _looks_like_dicom(data) or name.lower().split("?")[0].endswith(DICOM_SUFFIXES)
+    try:
+        if is_dicom:
+            import pydicom
+
+            image = dicom_to_image(pydicom.dcmread(io.BytesIO(data), force=True))
+        else:
+            image = Image.open(io.BytesIO(data))
+            image.load()
+    except Image.DecompressionBombError:
+        raise
+    except Exception as error:
+        raise ImageLoadError(f"could not decode image {name}: {type(error).__name__}: {error}") from error
+    return _normalise_mode(image, mode)

@@ -1,0 +1,327 @@
+"""Tiny, randomly initialised models with real processors, for smoke tests that cost seconds, not GPU hours.
+
+Every KIND is the architecture radtune trains at full size, shrunk through its config (2 layers, hidden size 32,
+32-px images, 8-px patches) the way transformers' own model tests do, with a tokenizer trained on the given
+texts (or on a built-in radiology corpus). `build_tiny(kind, out_dir)` saves with `save_pretrained`, so the
+folder loads back with the usual `from_pretrained` / `AutoProcessor.from_pretrained` calls.
+
+Nothing heavy is imported at module level: the CLI imports this module for `--help`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from importlib import resources
+from pathlib import Path
+
+KINDS = ("llava", "vit-gpt2", "blip-caption", "blip-vqa", "clip", "dual-encoder")
+
+IMAGE_SIZE = 32
+PATCH_SIZE = 8
+HIDDEN_SIZE = 32
+NUM_LAYERS = 2
+NUM_HEADS = 4
+MAX_POSITIONS = 512
+VOCAB_SIZE = 2000
+
+# LLaVA-1.5's conversation format ("USER: <image>\n… ASSISTANT: …</s>") with `{% generation %}` markers around
+# the assistant's answer and its end-of-turn token, so TRL's `assistant_only_loss` trains on the answer and on
+# stopping, never on the prompt or the image tokens. Content may be a string or a list of typed parts.
+LLAVA_CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{%- for message in messages -%}"
+    "{%- if message['content'] is string -%}"
+    "{%- set text = message['content'] -%}{%- set n_images = 0 -%}"
+    "{%- else -%}"
+    "{%- set text = message['content'] | selectattr('type', 'equalto', 'text') | map(attribute='text') | join(' ') -%}"
+    "{%- set n_images = message['content'] | selectattr('type', 'equalto', 'image') | list | length -%}"
+    "{%- endif -%}"
+    "{%- if message['role'] == 'system' -%}{{ text + ' ' }}"
+    "{%- elif message['role'] == 'user' -%}{{ 'USER: ' + '<image>\n' * n_images + text + ' ' }}"
+    "{%- elif message['role'] == 'assistant' -%}"
+    "{{ 'ASSISTANT:' }}{% generation %}{{ ' ' + text + eos_token }}{% endgeneration %}"
+    "{%- else -%}{{ raise_exception('Only system, user and assistant roles are supported.') }}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ 'ASSISTANT:' }}{%- endif -%}"
+)
+
+
+def builtin_corpus() -> list[str]:
+    """The radiology sentences shipped with radtune, used when no texts are given."""
+    text = resources.files("radtune.common").joinpath("data/radiology_corpus.txt").read_text(encoding="utf-8")
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def train_tokenizer(
+    texts: Iterable[str],
+    style: str,
+    vocab_size: int = VOCAB_SIZE,
+    model_max_length: int = MAX_POSITIONS,
+):
+    """Train a small tokenizer on `texts` in the style of a real model's tokenizer.
+
+    Args:
+        texts (`Iterable[str]`): training texts.
+        style (`str`): `"llama"` (byte-level BPE, `<s>` prepended, `<image>` token), `"gpt2"` (byte-level BPE,
+            `<|endoftext|>` as BOS/EOS, separate `<pad>`), `"clip"` (byte-level BPE wrapped in
+            `<|startoftext|>`…`<|endoftext|>`), or `"bert"` (lower-cased WordPiece, `[CLS] … [SEP]`, plus
+            BLIP's `[DEC]` decoder-start token).
+        vocab_size (`int`, *optional*, defaults to `2000`): upper bound on the vocabulary.
+        model_max_length (`int`, *optional*, defaults to `512`): longest sequence the model accepts.
+
+    Returns:
+        `PreTrainedTokenizerFast`
+    """
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    texts = list(texts)
+    if style == "bert":
+        specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]"]
+        tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+        tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+        tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tokenizer.decoder = decoders.WordPiece()
+        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials)
+    else:
+        specials = {
+            "llama": ["<unk>", "<s>", "</s>", "<pad>", "<image>"],
+            "gpt2": ["<|endoftext|>", "<pad>"],
+            "clip": ["<|startoftext|>", "<|endoftext|>"],
+        }[style]
+        tokenizer = Tokenizer(models.BPE())
+        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tokenizer.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            special_tokens=specials,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        )
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+
+    def token_id(token: str) -> int:
+        return tokenizer.token_to_id(token)
+
+    if style == "bert":
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
+            special_tokens=[("[CLS]", token_id("[CLS]")), ("[SEP]", token_id("[SEP]"))],
+        )  # fmt: skip
+        names = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]",
+                 "mask_token": "[MASK]", "bos_token": "[DEC]"}  # fmt: skip
+    elif style == "llama":
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", token_id("<s>"))]
+        )
+        names = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}
+    elif style == "clip":
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single="<|startoftext|> $A <|endoftext|>",
+            special_tokens=[("<|startoftext|>", token_id("<|startoftext|>")), ("<|endoftext|>", token_id("<|endoftext|>"))],
+        )  # fmt: skip
+        names = {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
+                 "unk_token": "<|endoftext|>"}  # fmt: skip
+    else:  # gpt2
+        names = {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>",
+                 "pad_token": "<pad>"}  # fmt: skip
+    wrapped = PreTrainedTokenizerFast(tokenizer_object=tokenizer, model_max_length=model_max_length, **names)
+    if style == "llama":
+        wrapped.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    return wrapped
+
+
+def _vision_kwargs() -> dict:
+    return dict(
+        hidden_size=HIDDEN_SIZE, intermediate_size=37, num_hidden_layers=NUM_LAYERS, num_attention_heads=NUM_HEADS,
+        image_size=IMAGE_SIZE, patch_size=PATCH_SIZE,
+    )  # fmt: skip
+
+
+def _clip_image_processor():
+    from transformers import CLIPImageProcessorPil
+
+    return CLIPImageProcessorPil(
+        size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}
+    )
+
+
+def _build_llava(texts: list[str], out_dir: Path) -> None:
+    from transformers import (
+        CLIPVisionConfig,
+        GenerationConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
+
+    tokenizer = train_tokenizer(texts, "llama")
+    tokenizer.chat_template = LLAVA_CHAT_TEMPLATE
+    ids = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+           "pad_token_id": tokenizer.pad_token_id}  # fmt: skip
+    text_config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=HIDDEN_SIZE, intermediate_size=64, num_hidden_layers=NUM_LAYERS,
+        num_attention_heads=NUM_HEADS, num_key_value_heads=2, max_position_embeddings=MAX_POSITIONS, **ids,
+    )  # fmt: skip
+    # CLIP's vision tower adds one CLS token; the "default" strategy drops it, leaving (32/8)^2 = 16 image tokens.
+    config = LlavaConfig(
+        vision_config=CLIPVisionConfig(**_vision_kwargs(), projection_dim=HIDDEN_SIZE),
+        text_config=text_config,
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        image_seq_length=(IMAGE_SIZE // PATCH_SIZE) ** 2,
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-2,
+    )
+    model = LlavaForConditionalGeneration(config)
+    model.generation_config = GenerationConfig(**ids, max_new_tokens=32)
+    processor = LlavaProcessor(
+        image_processor=_clip_image_processor(),
+        tokenizer=tokenizer,
+        patch_size=PATCH_SIZE,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=LLAVA_CHAT_TEMPLATE,
+        image_token="<image>",
+    )
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+
+
+def _build_vit_gpt2(texts: list[str], out_dir: Path) -> None:
+    from transformers import (
+        AutoTokenizer,
+        GenerationConfig,
+        GPT2Config,
+        ViTConfig,
+        ViTImageProcessorPil,
+        VisionEncoderDecoderConfig,
+        VisionEncoderDecoderModel,
+    )
+
+    tokenizer = train_tokenizer(texts, "gpt2")
+    ids = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+           "pad_token_id": tokenizer.pad_token_id}  # fmt: skip
+    encoder = ViTConfig(**_vision_kwargs())
+    decoder = GPT2Config(
+        vocab_size=len(tokenizer), n_embd=HIDDEN_SIZE, n_layer=NUM_LAYERS, n_head=NUM_HEADS,
+        n_positions=MAX_POSITIONS, add_cross_attention=True, is_decoder=True, **ids,
+    )  # fmt: skip
+    config = VisionEncoderDecoderConfig.from_encoder_decoder_configs(encoder, decoder)
+    config.decoder_start_token_id = tokenizer.bos_token_id
+    config.pad_token_id = tokenizer.pad_token_id
+    config.eos_token_id = tokenizer.eos_token_id
+    model = VisionEncoderDecoderModel(config=config)
+    model.generation_config = GenerationConfig(
+        decoder_start_token_id=tokenizer.bos_token_id, max_new_tokens=32, **ids
+    )
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    ViTImageProcessorPil(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}).save_pretrained(out_dir)
+    # The checkpoint's tokenizer_config names the class; make sure AutoTokenizer reads it back.
+    AutoTokenizer.from_pretrained(out_dir)
+
+
+def _blip_config(tokenizer):
+    from transformers import BlipConfig, BlipTextConfig, BlipVisionConfig
+
+    text_config = BlipTextConfig(
+        vocab_size=len(tokenizer), hidden_size=HIDDEN_SIZE, encoder_hidden_size=HIDDEN_SIZE, intermediate_size=37,
+        projection_dim=HIDDEN_SIZE, num_hidden_layers=NUM_LAYERS, num_attention_heads=NUM_HEADS,
+        max_position_embeddings=MAX_POSITIONS, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.sep_token_id, pad_token_id=tokenizer.pad_token_id, sep_token_id=tokenizer.sep_token_id,
+    )  # fmt: skip
+    vision_config = BlipVisionConfig(**_vision_kwargs(), projection_dim=HIDDEN_SIZE)
+    return BlipConfig(text_config=text_config.to_dict(), vision_config=vision_config.to_dict(), projection_dim=32)
+
+
+def _build_blip(texts: list[str], out_dir: Path, vqa: bool) -> None:
+    from transformers import (
+        BlipForConditionalGeneration,
+        BlipForQuestionAnswering,
+        BlipImageProcessorPil,
+        BlipProcessor,
+        GenerationConfig,
+    )
+
+    tokenizer = train_tokenizer(texts, "bert")
+    config = _blip_config(tokenizer)
+    model = (BlipForQuestionAnswering if vqa else BlipForConditionalGeneration)(config)
+    model.generation_config = GenerationConfig(
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.sep_token_id,
+        pad_token_id=tokenizer.pad_token_id, decoder_start_token_id=tokenizer.bos_token_id, max_new_tokens=32,
+    )  # fmt: skip
+    image_processor = BlipImageProcessorPil(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
+    model.save_pretrained(out_dir)
+    BlipProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(out_dir)
+
+
+def _build_clip(texts: list[str], out_dir: Path) -> None:
+    from transformers import CLIPConfig, CLIPModel, CLIPProcessor, CLIPTextConfig, CLIPVisionConfig
+
+    tokenizer = train_tokenizer(texts, "clip", model_max_length=77)
+    text_config = CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=HIDDEN_SIZE, intermediate_size=37, num_hidden_layers=NUM_LAYERS,
+        num_attention_heads=NUM_HEADS, max_position_embeddings=77, projection_dim=HIDDEN_SIZE,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )  # fmt: skip
+    vision_config = CLIPVisionConfig(**_vision_kwargs(), projection_dim=HIDDEN_SIZE)
+    config = CLIPConfig(
+        text_config=text_config.to_dict(), vision_config=vision_config.to_dict(), projection_dim=HIDDEN_SIZE
+    )
+    CLIPModel(config).save_pretrained(out_dir)
+    CLIPProcessor(image_processor=_clip_image_processor(), tokenizer=tokenizer).save_pretrained(out_dir)
+
+
+def _build_dual_encoder(texts: list[str], out_dir: Path) -> None:
+    from transformers import BertConfig, BertModel, ConvNextImageProcessorPil, ResNetConfig, ResNetModel
+
+    tokenizer = train_tokenizer(texts, "bert")
+    text_config = BertConfig(
+        vocab_size=len(tokenizer), hidden_size=HIDDEN_SIZE, intermediate_size=37, num_hidden_layers=NUM_LAYERS,
+        num_attention_heads=NUM_HEADS, max_position_embeddings=MAX_POSITIONS, pad_token_id=tokenizer.pad_token_id,
+    )  # fmt: skip
+    BertModel(text_config).save_pretrained(out_dir / "text")
+    tokenizer.save_pretrained(out_dir / "text")
+    image_config = ResNetConfig(
+        num_channels=3, embedding_size=16, hidden_sizes=[16, 32], depths=[1, 1], layer_type="basic"
+    )
+    ResNetModel(image_config).save_pretrained(out_dir / "image")
+    ConvNextImageProcessorPil(size={"shortest_edge": IMAGE_SIZE}, crop_pct=1.0).save_pretrained(out_dir / "image")
+
+
+def build_tiny(kind: str, out_dir: str | Path, texts: Iterable[str] | None = None, seed: int = 0) -> Path:
+    """Build and save a tiny model of `kind` with its processor.
+
+    Args:
+        kind (`str`): one of `KINDS`.
+        out_dir (`str` or `Path`): folder to write (created; existing files are overwritten).
+        texts (`Iterable[str]`, *optional*): texts to train the tokenizer on; defaults to `builtin_corpus()`.
+        seed (`int`, *optional*, defaults to `0`): seed for the random weights.
+
+    Returns:
+        `Path`: `out_dir`. For `dual-encoder` it holds `text/` (BERT + tokenizer) and `image/` (ResNet + image
+        processor), each loadable with `AutoModel.from_pretrained`.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown tiny model kind {kind!r}; choose one of: {', '.join(KINDS)}")
+    import torch
+
+    texts = [text for text in (texts if texts is not None else builtin_corpus()) if text.strip()]
+    if not texts:
+        raise ValueError("no non-empty texts to train the tokenizer on")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    if kind == "llava":
+        _build_llava(texts, out_dir)
+    elif kind == "vit-gpt2":
+        _build_vit_gpt2(texts, out_dir)
+    elif kind in ("blip-caption", "blip-vqa"):
+        _build_blip(texts, out_dir, vqa=kind == "blip-vqa")
+    elif kind == "clip":
+        _build_clip(texts, out_dir)
+    else:
+        _build_dual_encoder(texts, out_dir)
+    return out_dir

@@ -1,0 +1,8 @@
+"""radtune.llava_vqa"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("radtune-llava-vqa")
+except PackageNotFoundError:  # running from a source tree without an install
+    __version__ = "0.0.0"
