@@ -1,0 +1,79 @@
+"""The `radtune` root command: discovery, versions, help that imports nothing heavy, examples everywhere."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import click
+from click.testing import CliRunner
+
+from radtune.common.cli import cli
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _distributions_in_repo() -> dict[str, str]:
+    found = {}
+    for pyproject in sorted(ROOT.glob("packages/*/pyproject.toml")):
+        project = tomllib.loads(pyproject.read_text())["project"]
+        found[project["name"]] = project["version"]
+    return found
+
+
+def test_version_lists_every_radtune_distribution():
+    result = CliRunner().invoke(cli, ["--version"])
+    assert result.exit_code == 0
+    listed = dict(line.split(" ", 1) for line in result.output.strip().splitlines())
+    expected = _distributions_in_repo()
+    assert len(expected) == 5
+    assert listed == expected
+
+
+def test_help_lists_tiny_and_imports_nothing_heavy():
+    # A fresh interpreter: the test process itself has torch loaded already.
+    code = (
+        "import sys, json\n"
+        "from click.testing import CliRunner\n"
+        "from radtune.common.cli import cli\n"
+        "result = CliRunner().invoke(cli, ['--help'])\n"
+        "heavy = [m for m in ('torch', 'transformers', 'datasets', 'trl', 'peft', 'accelerate') if m in sys.modules]\n"
+        "print(json.dumps({'code': result.exit_code, 'output': result.output, 'heavy': heavy}))\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    report = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert report["code"] == 0
+    assert "tiny" in report["output"]
+    assert report["heavy"] == []
+
+
+def _all_commands(group: click.Group, ctx: click.Context, prefix=()):
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        yield (*prefix, name), command
+        if isinstance(command, click.Group):
+            yield from _all_commands(command, click.Context(command, parent=ctx, info_name=name), (*prefix, name))
+
+
+def test_every_command_help_shows_an_example():
+    root_ctx = click.Context(cli, info_name="radtune")
+    commands = list(_all_commands(cli, root_ctx))
+    assert commands
+    for path, _command in commands:
+        result = CliRunner().invoke(cli, [*path, "--help"])
+        assert result.exit_code == 0, (path, result.output)
+        assert "Example" in result.output, f"`radtune {' '.join(path)} --help` shows no example"
+
+
+def test_broken_plugin_does_not_take_the_cli_down(monkeypatch):
+    import radtune.common.cli as cli_module
+
+    monkeypatch.setitem(cli_module._OWN_GROUPS, "broken", "radtune.common.no_such_module:group")
+    result = CliRunner().invoke(cli, ["--help"])
+    assert result.exit_code == 0 and "tiny" in result.output
+    result = CliRunner().invoke(cli, ["broken"])
+    assert result.exit_code != 0
+    assert "could not load 'broken'" in result.output

@@ -1,0 +1,62 @@
+"""Shipped accelerate configs resolve by name; a CPU multi-process launch really gives two ranks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from radtune.common.launch import accelerate_config_names, accelerate_config_path, launch_command
+
+REQUIRED = {"single_gpu", "multi_gpu", "fsdp", "deepspeed_zero2", "deepspeed_zero3", "multi_node"}
+
+
+def test_shipped_configs_resolve_and_load_with_accelerate():
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    assert REQUIRED <= set(accelerate_config_names())
+    for name in accelerate_config_names():
+        path = accelerate_config_path(name)
+        assert path.is_file() and path.name == f"{name}.yaml"
+        config = ClusterConfig.from_yaml_file(str(path))
+        assert config.num_processes >= 1
+    assert accelerate_config_path("zero3") == accelerate_config_path("deepspeed_zero3.yaml")
+    assert yaml.safe_load(accelerate_config_path("zero3").read_text())["deepspeed_config"]["zero_stage"] == 3
+
+
+def test_config_path_accepts_a_file_and_rejects_unknown_names(tmp_path):
+    own = tmp_path / "mine.yaml"
+    own.write_text("distributed_type: 'NO'\n")
+    assert accelerate_config_path(own) == own.resolve()
+    with pytest.raises(ValueError, match="unknown accelerate config 'zero4'.*single_gpu"):
+        accelerate_config_path("zero4")
+
+
+def test_launch_command_shapes():
+    gpu = launch_command("radtune.llava_vqa.train", ["--config", "r.yaml"], accelerate_config="fsdp", num_processes=4)
+    assert gpu[1:3] == ["-m", "accelerate.commands.launch"]
+    assert gpu[gpu.index("--config_file") + 1] == str(accelerate_config_path("fsdp"))
+    assert gpu[gpu.index("--num_processes") + 1] == "4"
+    assert gpu[-4:] == ["-m", "radtune.llava_vqa.train", "--config", "r.yaml"]
+    cpu = launch_command("m", ["--x"], cpu=True, num_processes=2)
+    assert "torch.distributed.run" in cpu and "--nproc_per_node=2" in cpu and cpu[-3:] == ["-m", "m", "--x"]
+    assert launch_command("m", cpu=True)[1:] == ["-m", "m"]
+
+
+@pytest.mark.distributed
+def test_cpu_launch_starts_two_gloo_ranks(tmp_path):
+    command = launch_command("ddp_probe", [str(tmp_path)], cpu=True, num_processes=2)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    reports = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    for rank, report in enumerate(reports):
+        assert report["WORLD_SIZE"] == "2"
+        assert report["num_processes"] == 2
+        assert report["process_index"] == rank
+        assert report["backend"] == "gloo"
+        assert report["all_reduce_sum"] == 3.0  # 1 + 2: both ranks took part
