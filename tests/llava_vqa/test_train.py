@@ -1,0 +1,185 @@
+"""LLaVA VQA training with the tiny LLaVA: LoRA, labels, QLoRA, resume, evaluate, predict, merge."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import load_file
+
+from radtune.common.cli import cli
+from radtune.common.config import parse_args_and_config
+from radtune.llava_vqa.train import build_trainer, main, make_parser
+
+RECIPES = Path(__file__).resolve().parents[2] / "packages" / "llava_vqa" / "recipes"
+
+
+def _args(model_dir, data_dir, out_dir, *extra):
+    return parse_args_and_config(
+        make_parser(),
+        [
+            "--model_name_or_path", str(model_dir), "--dataset_name", str(data_dir), "--output_dir", str(out_dir),
+            "--use_cpu", "true", "--dtype", "float32", "--bf16", "false", "--report_to", "none",
+            "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "1",
+            "--activation_checkpointing", "false", "--learning_rate", "0.01", "--logging_steps", "1",
+            "--lora_r", "4", "--lora_alpha", "8", "--save_strategy", "no", "--dataloader_num_workers", "0",
+            "--max_new_tokens", "4", *extra,
+        ],
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_model, qa_dataset_dir, tmp_path_factory):
+    """One short training run shared by the evaluate / predict / merge tests."""
+    out_dir = tmp_path_factory.mktemp("llava-run")
+    results = main(*_args(tiny_model("llava"), qa_dataset_dir, out_dir, "--max_steps", "3"))
+    return out_dir, results
+
+
+def test_training_changes_only_lora_weights_and_writes_the_run(tiny_model, qa_dataset_dir, tmp_path):
+    trainer, _ = build_trainer(*_args(tiny_model("llava"), qa_dataset_dir, tmp_path, "--max_steps", "2"))
+    model = trainer.model
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in name for name in trainable)
+    # LoRA sits on the language model only: the vision tower and the projector are untouched.
+    assert not any("vision_tower" in name or "multi_modal_projector" in name for name in trainable)
+    result = trainer.train()
+    assert torch.isfinite(torch.tensor(result.training_loss))
+    after = dict(model.named_parameters())
+    changed = {name for name in before if not torch.equal(before[name], after[name].detach())}
+    assert changed and changed <= trainable
+
+
+def test_main_saves_adapter_processor_metrics_and_card(trained):
+    out_dir, results = trained
+    adapter = load_file(out_dir / "adapter_model.safetensors")
+    assert adapter and all("lora_" in key for key in adapter)
+    assert any(value.abs().sum() > 0 for key, value in adapter.items() if "lora_B" in key)
+    assert (out_dir / "processor_config.json").is_file() or (out_dir / "tokenizer_config.json").is_file()
+    assert (out_dir / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
+    assert "train_loss" in json.loads((out_dir / "train_results.json").read_text())
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    assert metrics["meta"]["task"] == "vqa" and metrics["meta"]["n"] == 8
+    assert 0.0 <= metrics["metrics"]["strict/closed_accuracy"] <= 1.0
+    assert results["test"]["n_closed"] == 8
+    card = (out_dir / "README.md").read_text()
+    assert "library_name: peft" in card and "radiology" in card
+
+
+def test_label_mask_covers_only_assistant_tokens(tiny_model, qa_dataset_dir, tmp_path):
+    trainer, _ = build_trainer(*_args(tiny_model("llava"), qa_dataset_dir, tmp_path, "--max_steps", "1"))
+    batch = next(iter(trainer.get_train_dataloader()))
+    tokenizer = trainer.processing_class.tokenizer
+    for labels, input_ids in zip(batch["labels"], batch["input_ids"]):
+        kept = labels[labels != -100].tolist()
+        decoded = tokenizer.decode(kept)
+        assert decoded in (" Yes.</s>", " No.</s>")
+        assert kept == input_ids[labels != -100].tolist()
+
+
+def test_qlora_trains_a_step_on_cpu(tiny_model, qa_dataset_dir, tmp_path):
+    trainer, _ = build_trainer(*_args(tiny_model("llava"), qa_dataset_dir, tmp_path, "--max_steps", "1", "--load_in_4bit", "true"))  # fmt: skip
+    import bitsandbytes as bnb
+
+    assert any(isinstance(module, bnb.nn.Linear4bit) for module in trainer.model.modules())
+    lora = {name: p.detach().clone() for name, p in trainer.model.named_parameters() if p.requires_grad}
+    result = trainer.train()
+    assert torch.isfinite(torch.tensor(result.training_loss))
+    after = dict(trainer.model.named_parameters())
+    assert any(not torch.equal(value, after[name].detach()) for name, value in lora.items())
+
+
+def test_resume_continues_from_the_saved_step(tiny_model, qa_dataset_dir, tmp_path):
+    from transformers import TrainerCallback
+
+    common = ["--save_strategy", "steps", "--save_steps", "2", "--eval_after_training", "false"]
+    main(*_args(tiny_model("llava"), qa_dataset_dir, tmp_path, "--max_steps", "2", *common))
+    assert (tmp_path / "checkpoint-2").is_dir()
+
+    class CountSteps(TrainerCallback):
+        steps = []
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.steps.append(state.global_step)
+
+    trainer, _ = build_trainer(*_args(tiny_model("llava"), qa_dataset_dir, tmp_path, "--max_steps", "4", *common))
+    trainer.add_callback(CountSteps)
+    trainer.train(resume_from_checkpoint=True)
+    assert CountSteps.steps == [3, 4]  # picked up after step 2, did not start over
+
+
+def test_evaluate_predict_and_merge_commands(trained, qa_dataset_dir, tmp_path):
+    from transformers import LlavaForConditionalGeneration
+
+    out_dir, _ = trained
+    runner = CliRunner()
+    result = runner.invoke(cli, ["vqa", "evaluate", "--adapter", str(out_dir), "--dataset", str(qa_dataset_dir),
+                                 "--split", "test", "--out", str(tmp_path / "eval"), "--max-new-tokens", "4"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = (tmp_path / "eval" / "evaluation_results.csv").read_text().splitlines()
+    assert rows[0].startswith("id,prediction,references,question,answer,answer_type") and len(rows) == 9
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["meta"]["split"] == "test"
+
+    image = tmp_path / "x.png"
+    from PIL import Image
+
+    Image.new("RGB", (40, 40), 200).save(image)
+    result = runner.invoke(cli, ["vqa", "predict", "--adapter", str(out_dir), "--image", str(image),
+                                 "--question", "Is there a nodule?", "--max-new-tokens", "4"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.output.strip()
+
+    result = runner.invoke(cli, ["vqa", "predict", "--adapter", str(out_dir), "--image", str(tmp_path / "no.png"),
+                                 "--question", "?"])  # fmt: skip
+    assert result.exit_code == 1 and "no.png" in result.output
+
+    merged_dir = tmp_path / "merged"
+    result = runner.invoke(cli, ["vqa", "merge", "--adapter", str(out_dir), "--out", str(merged_dir)])
+    assert result.exit_code == 0, result.output
+    merged = LlavaForConditionalGeneration.from_pretrained(merged_dir)
+    from radtune.llava_vqa.inference import load_vqa_model
+
+    adapted, processor = load_vqa_model(out_dir, device="cpu")
+    inputs = processor(images=[Image.new("RGB", (32, 32), 90)], text=["USER: <image>\nIs there a nodule? ASSISTANT:"],
+                       return_tensors="pt")  # fmt: skip
+    with torch.no_grad():
+        assert torch.allclose(merged(**inputs).logits, adapted(**inputs).logits, atol=1e-4)
+
+    result = runner.invoke(cli, ["vqa", "merge", "--adapter", str(merged_dir), "--out", str(tmp_path / "m2")])
+    assert result.exit_code == 1 and "not a LoRA adapter" in result.output
+
+
+def test_recipes_parse():
+    for recipe in sorted(RECIPES.glob("*.yaml")):
+        # GPU recipes ask for bf16/fp16, which TrainingArguments refuses on a machine without a GPU.
+        cpu = ["--bf16", "false", "--fp16", "false", "--use_cpu", "true"]
+        script_args, training_args, model_args = parse_args_and_config(make_parser(), ["--config", str(recipe), *cpu])
+        assert script_args.dataset_name and model_args.model_name_or_path, recipe.name
+        assert training_args.assistant_only_loss and training_args.max_length is None, recipe.name
+
+
+@pytest.mark.distributed
+@pytest.mark.slow
+def test_two_process_cpu_ddp_run_trains_and_saves_one_adapter(tiny_model, qa_dataset_dir, tmp_path):
+    import subprocess
+    import sys
+
+    out_dir = tmp_path / "ddp"
+    radtune = Path(sys.executable).with_name("radtune")
+    command = [
+        str(radtune), "vqa", "train", "--cpu", "--num-processes", "2", "--",
+        "--config", str(RECIPES / "phantom_cpu.yaml"), "--model_name_or_path", str(tiny_model("llava")),
+        "--dataset_name", str(qa_dataset_dir), "--output_dir", str(out_dir), "--max_steps", "2",
+        "--per_device_train_batch_size", "2", "--report_to", "none", "--eval_after_training", "false",
+    ]  # fmt: skip
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    assert "torch.distributed.run" in completed.stderr  # the launcher printed the command it ran
+    run_info = json.loads((out_dir / "run_info.json").read_text())
+    assert run_info["num_processes"] == 2 and run_info["world_size_env"] == "2"
+    assert json.loads((out_dir / "trainer_state.json").read_text())["global_step"] == 2
+    assert sorted(p.name for p in out_dir.glob("adapter_model*.safetensors")) == ["adapter_model.safetensors"]
