@@ -6,14 +6,19 @@ transformers: they read it once, at import.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 import tempfile
+from pathlib import Path
 
 import pytest
 
 _HF_HOME = tempfile.mkdtemp(prefix="radtune-tests-hf-home-")
 os.environ["HF_HOME"] = _HF_HOME
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing in the suite may reach the real Hub
+# The Hub tests talk to a local Hub-compatible server (`hub_server` below) from a subprocess whose environment points
+# at it before anything imports huggingface_hub; this process stays offline.
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -48,3 +53,17 @@ def tiny_model(tmp_path_factory):
         return built[kind]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def hub_server():
+    """A local Hub-compatible server (tests/hub_server.py) on 127.0.0.1, port 0, for the whole session.
+
+    Clients must run in a subprocess started with `env={**os.environ, **hub_server.client_env(hf_home)}`:
+    huggingface_hub, datasets and transformers read the endpoint and offline mode once, at import.
+    """
+    spec = importlib.util.spec_from_file_location("radtune_test_hub_server", Path(__file__).with_name("hub_server.py"))
+    module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)  # any pytest import mode
+    spec.loader.exec_module(module)
+    with module.HubServer() as server:
+        yield server
