@@ -32,6 +32,39 @@ def _row(index: int, has_finding: bool) -> dict:
     }
 
 
+def _train_args(model_dir, data_dir, out_dir, *extra):
+    from radtune.common.config import parse_args_and_config
+    from radtune.llava_vqa.train import make_parser
+
+    return parse_args_and_config(
+        make_parser(),
+        [
+            "--model_name_or_path", str(model_dir), "--dataset_name", str(data_dir), "--output_dir", str(out_dir),
+            "--use_cpu", "true", "--dtype", "float32", "--bf16", "false", "--report_to", "none",
+            "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "1",
+            "--activation_checkpointing", "false", "--learning_rate", "0.01", "--logging_steps", "1",
+            "--lora_r", "4", "--lora_alpha", "8", "--save_strategy", "no", "--dataloader_num_workers", "0",
+            "--max_new_tokens", "4", *extra,
+        ],
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def train_args():
+    """`train_args(model_dir, data_dir, out_dir, *extra)`: parsed arguments of a short CPU run on the tiny LLaVA."""
+    return _train_args
+
+
+@pytest.fixture(scope="session")
+def trained(tiny_model, qa_dataset_dir, tmp_path_factory):
+    """One short training run (adapter folder, results) shared by the evaluate / predict / merge / Hub tests."""
+    from radtune.llava_vqa.train import main
+
+    out_dir = tmp_path_factory.mktemp("llava-run")
+    results = main(*_train_args(tiny_model("llava"), qa_dataset_dir, out_dir, "--max_steps", "3"))
+    return out_dir, results
+
+
 @pytest.fixture(scope="session")
 def qa_dataset_dir(tmp_path_factory):
     from datasets import Dataset, DatasetDict

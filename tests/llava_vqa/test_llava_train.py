@@ -17,30 +17,8 @@ from radtune.llava_vqa.train import build_trainer, main, make_parser
 RECIPES = Path(__file__).resolve().parents[2] / "packages" / "llava_vqa" / "recipes"
 
 
-def _args(model_dir, data_dir, out_dir, *extra):
-    return parse_args_and_config(
-        make_parser(),
-        [
-            "--model_name_or_path", str(model_dir), "--dataset_name", str(data_dir), "--output_dir", str(out_dir),
-            "--use_cpu", "true", "--dtype", "float32", "--bf16", "false", "--report_to", "none",
-            "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "1",
-            "--activation_checkpointing", "false", "--learning_rate", "0.01", "--logging_steps", "1",
-            "--lora_r", "4", "--lora_alpha", "8", "--save_strategy", "no", "--dataloader_num_workers", "0",
-            "--max_new_tokens", "4", *extra,
-        ],
-    )  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def trained(tiny_model, qa_dataset_dir, tmp_path_factory):
-    """One short training run shared by the evaluate / predict / merge tests."""
-    out_dir = tmp_path_factory.mktemp("llava-run")
-    results = main(*_args(tiny_model("llava"), qa_dataset_dir, out_dir, "--max_steps", "3"))
-    return out_dir, results
-
-
-def test_training_changes_only_lora_weights_and_writes_the_run(tiny_model, qa_dataset_dir, tmp_path):
-    trainer, _ = build_trainer(*_args(tiny_model("llava"), qa_dataset_dir, tmp_path, "--max_steps", "2"))
+def test_training_changes_only_lora_weights_and_writes_the_run(train_args, tiny_model, qa_dataset_dir, tmp_path):
+    trainer, _ = build_trainer(*train_args(tiny_model("llava"), qa_dataset_dir, tmp_path, "--max_steps", "2"))
     model = trainer.model
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
@@ -70,8 +48,8 @@ def test_main_saves_adapter_processor_metrics_and_card(trained):
     assert "library_name: peft" in card and "radiology" in card
 
 
-def test_label_mask_covers_only_assistant_tokens(tiny_model, qa_dataset_dir, tmp_path):
-    trainer, _ = build_trainer(*_args(tiny_model("llava"), qa_dataset_dir, tmp_path, "--max_steps", "1"))
+def test_label_mask_covers_only_assistant_tokens(train_args, tiny_model, qa_dataset_dir, tmp_path):
+    trainer, _ = build_trainer(*train_args(tiny_model("llava"), qa_dataset_dir, tmp_path, "--max_steps", "1"))
     batch = next(iter(trainer.get_train_dataloader()))
     tokenizer = trainer.processing_class.tokenizer
     for labels, input_ids in zip(batch["labels"], batch["input_ids"]):
@@ -81,8 +59,8 @@ def test_label_mask_covers_only_assistant_tokens(tiny_model, qa_dataset_dir, tmp
         assert kept == input_ids[labels != -100].tolist()
 
 
-def test_qlora_trains_a_step_on_cpu(tiny_model, qa_dataset_dir, tmp_path):
-    trainer, _ = build_trainer(*_args(tiny_model("llava"), qa_dataset_dir, tmp_path, "--max_steps", "1", "--load_in_4bit", "true"))  # fmt: skip
+def test_qlora_trains_a_step_on_cpu(train_args, tiny_model, qa_dataset_dir, tmp_path):
+    trainer, _ = build_trainer(*train_args(tiny_model("llava"), qa_dataset_dir, tmp_path, "--max_steps", "1", "--load_in_4bit", "true"))  # fmt: skip
     import bitsandbytes as bnb
 
     assert any(isinstance(module, bnb.nn.Linear4bit) for module in trainer.model.modules())
@@ -93,11 +71,11 @@ def test_qlora_trains_a_step_on_cpu(tiny_model, qa_dataset_dir, tmp_path):
     assert any(not torch.equal(value, after[name].detach()) for name, value in lora.items())
 
 
-def test_resume_continues_from_the_saved_step(tiny_model, qa_dataset_dir, tmp_path):
+def test_resume_continues_from_the_saved_step(train_args, tiny_model, qa_dataset_dir, tmp_path):
     from transformers import TrainerCallback
 
     common = ["--save_strategy", "steps", "--save_steps", "2", "--eval_after_training", "false"]
-    main(*_args(tiny_model("llava"), qa_dataset_dir, tmp_path, "--max_steps", "2", *common))
+    main(*train_args(tiny_model("llava"), qa_dataset_dir, tmp_path, "--max_steps", "2", *common))
     assert (tmp_path / "checkpoint-2").is_dir()
 
     class CountSteps(TrainerCallback):
@@ -106,7 +84,7 @@ def test_resume_continues_from_the_saved_step(tiny_model, qa_dataset_dir, tmp_pa
         def on_step_end(self, args, state, control, **kwargs):
             self.steps.append(state.global_step)
 
-    trainer, _ = build_trainer(*_args(tiny_model("llava"), qa_dataset_dir, tmp_path, "--max_steps", "4", *common))
+    trainer, _ = build_trainer(*train_args(tiny_model("llava"), qa_dataset_dir, tmp_path, "--max_steps", "4", *common))
     trainer.add_callback(CountSteps)
     trainer.train(resume_from_checkpoint=True)
     assert CountSteps.steps == [3, 4]  # picked up after step 2, did not start over
