@@ -236,6 +236,19 @@ def test_tiny_cli_writes_loadable_folder_and_rejects_bad_input(tmp_path):
     assert result.exit_code == 1 and "no non-empty texts" in result.output
 
 
+def test_tiny_size_options_change_the_architecture(tmp_path):
+    from transformers import AutoProcessor, LlavaConfig
+
+    build_tiny("llava", tmp_path / "big", image_size=64, hidden_size=48)
+    config = LlavaConfig.from_pretrained(tmp_path / "big")
+    assert config.vision_config.image_size == 64 and config.text_config.hidden_size == 48
+    processor = AutoProcessor.from_pretrained(tmp_path / "big")
+    inputs = processor(images=_images(1), text=["USER: <image>\nhi ASSISTANT:"], return_tensors="pt")
+    assert int((inputs["input_ids"] == config.image_token_index).sum()) == (64 // 8) ** 2
+    result = CliRunner().invoke(cli, ["tiny", "clip", str(tmp_path / "bad"), "--image-size", "30"])
+    assert result.exit_code == 1 and "multiple of 8" in result.output
+
+
 def test_build_tiny_rejects_unknown_kind(tmp_path):
     with pytest.raises(ValueError, match="unknown tiny model kind 'gpt5'"):
         build_tiny("gpt5", tmp_path)

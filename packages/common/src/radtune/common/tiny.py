@@ -11,6 +11,7 @@ Nothing heavy is imported at module level: the CLI imports this module for `--he
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -25,6 +26,24 @@ NUM_LAYERS = 2
 NUM_HEADS = 4
 MAX_POSITIONS = 512
 VOCAB_SIZE = 2000
+
+@dataclass(frozen=True)
+class TinySize:
+    """How tiny: image side and hidden size (defaults: 32 px, 32), with 8-px patches, 2 layers and 4 heads."""
+
+    image_size: int = IMAGE_SIZE
+    hidden_size: int = HIDDEN_SIZE
+
+    def __post_init__(self):
+        if self.image_size < PATCH_SIZE or self.image_size % PATCH_SIZE:
+            raise ValueError(f"image_size must be a positive multiple of {PATCH_SIZE}, got {self.image_size}")
+        if self.hidden_size < NUM_HEADS or self.hidden_size % NUM_HEADS:
+            raise ValueError(f"hidden_size must be a positive multiple of {NUM_HEADS}, got {self.hidden_size}")
+
+    @property
+    def intermediate_size(self) -> int:
+        return 2 * self.hidden_size
+
 
 def builtin_corpus() -> list[str]:
     """The radiology sentences shipped with radtune, used when no texts are given."""
@@ -111,22 +130,22 @@ def train_tokenizer(
     return wrapped
 
 
-def _vision_kwargs() -> dict:
+def _vision_kwargs(size: TinySize) -> dict:
     return dict(
-        hidden_size=HIDDEN_SIZE, intermediate_size=37, num_hidden_layers=NUM_LAYERS, num_attention_heads=NUM_HEADS,
-        image_size=IMAGE_SIZE, patch_size=PATCH_SIZE,
+        hidden_size=size.hidden_size, intermediate_size=size.intermediate_size, num_hidden_layers=NUM_LAYERS,
+        num_attention_heads=NUM_HEADS, image_size=size.image_size, patch_size=PATCH_SIZE,
     )  # fmt: skip
 
 
-def _clip_image_processor():
+def _clip_image_processor(size: TinySize):
     from transformers import CLIPImageProcessorPil
 
     return CLIPImageProcessorPil(
-        size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}
+        size={"shortest_edge": size.image_size}, crop_size={"height": size.image_size, "width": size.image_size}
     )
 
 
-def _build_llava(texts: list[str], out_dir: Path) -> None:
+def _build_llava(texts: list[str], out_dir: Path, size: TinySize) -> None:
     from transformers import (
         CLIPVisionConfig,
         GenerationConfig,
@@ -141,22 +160,22 @@ def _build_llava(texts: list[str], out_dir: Path) -> None:
     ids = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
            "pad_token_id": tokenizer.pad_token_id}  # fmt: skip
     text_config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=HIDDEN_SIZE, intermediate_size=64, num_hidden_layers=NUM_LAYERS,
+        vocab_size=len(tokenizer), hidden_size=size.hidden_size, intermediate_size=2 * size.intermediate_size, num_hidden_layers=NUM_LAYERS,
         num_attention_heads=NUM_HEADS, num_key_value_heads=2, max_position_embeddings=MAX_POSITIONS, **ids,
     )  # fmt: skip
     # CLIP's vision tower adds one CLS token; the "default" strategy drops it, leaving (32/8)^2 = 16 image tokens.
     config = LlavaConfig(
-        vision_config=CLIPVisionConfig(**_vision_kwargs(), projection_dim=HIDDEN_SIZE),
+        vision_config=CLIPVisionConfig(**_vision_kwargs(size), projection_dim=size.hidden_size),
         text_config=text_config,
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
-        image_seq_length=(IMAGE_SIZE // PATCH_SIZE) ** 2,
+        image_seq_length=(size.image_size // PATCH_SIZE) ** 2,
         vision_feature_select_strategy="default",
         vision_feature_layer=-2,
     )
     model = LlavaForConditionalGeneration(config)
     model.generation_config = GenerationConfig(**ids, max_new_tokens=32)
     processor = LlavaProcessor(
-        image_processor=_clip_image_processor(),
+        image_processor=_clip_image_processor(size),
         tokenizer=tokenizer,
         patch_size=PATCH_SIZE,
         vision_feature_select_strategy="default",
@@ -168,7 +187,7 @@ def _build_llava(texts: list[str], out_dir: Path) -> None:
     processor.save_pretrained(out_dir)
 
 
-def _build_vit_gpt2(texts: list[str], out_dir: Path) -> None:
+def _build_vit_gpt2(texts: list[str], out_dir: Path, size: TinySize) -> None:
     from transformers import (
         AutoTokenizer,
         GenerationConfig,
@@ -182,9 +201,9 @@ def _build_vit_gpt2(texts: list[str], out_dir: Path) -> None:
     tokenizer = train_tokenizer(texts, "gpt2")
     ids = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
            "pad_token_id": tokenizer.pad_token_id}  # fmt: skip
-    encoder = ViTConfig(**_vision_kwargs())
+    encoder = ViTConfig(**_vision_kwargs(size))
     decoder = GPT2Config(
-        vocab_size=len(tokenizer), n_embd=HIDDEN_SIZE, n_layer=NUM_LAYERS, n_head=NUM_HEADS,
+        vocab_size=len(tokenizer), n_embd=size.hidden_size, n_layer=NUM_LAYERS, n_head=NUM_HEADS,
         n_positions=MAX_POSITIONS, add_cross_attention=True, is_decoder=True, **ids,
     )  # fmt: skip
     config = VisionEncoderDecoderConfig.from_encoder_decoder_configs(encoder, decoder)
@@ -197,25 +216,25 @@ def _build_vit_gpt2(texts: list[str], out_dir: Path) -> None:
     )
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
-    ViTImageProcessorPil(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}).save_pretrained(out_dir)
+    ViTImageProcessorPil(size={"height": size.image_size, "width": size.image_size}).save_pretrained(out_dir)
     # The checkpoint's tokenizer_config names the class; make sure AutoTokenizer reads it back.
     AutoTokenizer.from_pretrained(out_dir)
 
 
-def _blip_config(tokenizer):
+def _blip_config(tokenizer, size: TinySize):
     from transformers import BlipConfig, BlipTextConfig, BlipVisionConfig
 
     text_config = BlipTextConfig(
-        vocab_size=len(tokenizer), hidden_size=HIDDEN_SIZE, encoder_hidden_size=HIDDEN_SIZE, intermediate_size=37,
-        projection_dim=HIDDEN_SIZE, num_hidden_layers=NUM_LAYERS, num_attention_heads=NUM_HEADS,
+        vocab_size=len(tokenizer), hidden_size=size.hidden_size, encoder_hidden_size=size.hidden_size, intermediate_size=size.intermediate_size,
+        projection_dim=size.hidden_size, num_hidden_layers=NUM_LAYERS, num_attention_heads=NUM_HEADS,
         max_position_embeddings=MAX_POSITIONS, bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.sep_token_id, pad_token_id=tokenizer.pad_token_id, sep_token_id=tokenizer.sep_token_id,
     )  # fmt: skip
-    vision_config = BlipVisionConfig(**_vision_kwargs(), projection_dim=HIDDEN_SIZE)
-    return BlipConfig(text_config=text_config.to_dict(), vision_config=vision_config.to_dict(), projection_dim=32)
+    vision_config = BlipVisionConfig(**_vision_kwargs(size), projection_dim=size.hidden_size)
+    return BlipConfig(text_config=text_config.to_dict(), vision_config=vision_config.to_dict(), projection_dim=size.hidden_size)
 
 
-def _build_blip(texts: list[str], out_dir: Path, vqa: bool) -> None:
+def _build_blip(texts: list[str], out_dir: Path, vqa: bool, size: TinySize) -> None:
     from transformers import (
         BlipForConditionalGeneration,
         BlipForQuestionAnswering,
@@ -225,40 +244,40 @@ def _build_blip(texts: list[str], out_dir: Path, vqa: bool) -> None:
     )
 
     tokenizer = train_tokenizer(texts, "bert")
-    config = _blip_config(tokenizer)
+    config = _blip_config(tokenizer, size)
     model = (BlipForQuestionAnswering if vqa else BlipForConditionalGeneration)(config)
     model.generation_config = GenerationConfig(
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.sep_token_id,
         pad_token_id=tokenizer.pad_token_id, decoder_start_token_id=tokenizer.bos_token_id, max_new_tokens=32,
     )  # fmt: skip
-    image_processor = BlipImageProcessorPil(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
+    image_processor = BlipImageProcessorPil(size={"height": size.image_size, "width": size.image_size})
     model.save_pretrained(out_dir)
     BlipProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(out_dir)
 
 
-def _build_clip(texts: list[str], out_dir: Path) -> None:
+def _build_clip(texts: list[str], out_dir: Path, size: TinySize) -> None:
     from transformers import CLIPConfig, CLIPModel, CLIPProcessor, CLIPTextConfig, CLIPVisionConfig
 
     tokenizer = train_tokenizer(texts, "clip", model_max_length=77)
     text_config = CLIPTextConfig(
-        vocab_size=len(tokenizer), hidden_size=HIDDEN_SIZE, intermediate_size=37, num_hidden_layers=NUM_LAYERS,
-        num_attention_heads=NUM_HEADS, max_position_embeddings=77, projection_dim=HIDDEN_SIZE,
+        vocab_size=len(tokenizer), hidden_size=size.hidden_size, intermediate_size=size.intermediate_size, num_hidden_layers=NUM_LAYERS,
+        num_attention_heads=NUM_HEADS, max_position_embeddings=77, projection_dim=size.hidden_size,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
     )  # fmt: skip
-    vision_config = CLIPVisionConfig(**_vision_kwargs(), projection_dim=HIDDEN_SIZE)
+    vision_config = CLIPVisionConfig(**_vision_kwargs(size), projection_dim=size.hidden_size)
     config = CLIPConfig(
-        text_config=text_config.to_dict(), vision_config=vision_config.to_dict(), projection_dim=HIDDEN_SIZE
+        text_config=text_config.to_dict(), vision_config=vision_config.to_dict(), projection_dim=size.hidden_size
     )
     CLIPModel(config).save_pretrained(out_dir)
-    CLIPProcessor(image_processor=_clip_image_processor(), tokenizer=tokenizer).save_pretrained(out_dir)
+    CLIPProcessor(image_processor=_clip_image_processor(size), tokenizer=tokenizer).save_pretrained(out_dir)
 
 
-def _build_dual_encoder(texts: list[str], out_dir: Path) -> None:
+def _build_dual_encoder(texts: list[str], out_dir: Path, size: TinySize) -> None:
     from transformers import BertConfig, BertModel, ConvNextImageProcessorPil, ResNetConfig, ResNetModel
 
     tokenizer = train_tokenizer(texts, "bert")
     text_config = BertConfig(
-        vocab_size=len(tokenizer), hidden_size=HIDDEN_SIZE, intermediate_size=37, num_hidden_layers=NUM_LAYERS,
+        vocab_size=len(tokenizer), hidden_size=size.hidden_size, intermediate_size=size.intermediate_size, num_hidden_layers=NUM_LAYERS,
         num_attention_heads=NUM_HEADS, max_position_embeddings=MAX_POSITIONS, pad_token_id=tokenizer.pad_token_id,
     )  # fmt: skip
     BertModel(text_config).save_pretrained(out_dir / "text")
@@ -267,10 +286,17 @@ def _build_dual_encoder(texts: list[str], out_dir: Path) -> None:
         num_channels=3, embedding_size=16, hidden_sizes=[16, 32], depths=[1, 1], layer_type="basic"
     )
     ResNetModel(image_config).save_pretrained(out_dir / "image")
-    ConvNextImageProcessorPil(size={"shortest_edge": IMAGE_SIZE}, crop_pct=1.0).save_pretrained(out_dir / "image")
+    ConvNextImageProcessorPil(size={"shortest_edge": size.image_size}, crop_pct=1.0).save_pretrained(out_dir / "image")
 
 
-def build_tiny(kind: str, out_dir: str | Path, texts: Iterable[str] | None = None, seed: int = 0) -> Path:
+def build_tiny(
+    kind: str,
+    out_dir: str | Path,
+    texts: Iterable[str] | None = None,
+    seed: int = 0,
+    image_size: int = IMAGE_SIZE,
+    hidden_size: int = HIDDEN_SIZE,
+) -> Path:
     """Build and save a tiny model of `kind` with its processor.
 
     Args:
@@ -278,6 +304,8 @@ def build_tiny(kind: str, out_dir: str | Path, texts: Iterable[str] | None = Non
         out_dir (`str` or `Path`): folder to write (created; existing files are overwritten).
         texts (`Iterable[str]`, *optional*): texts to train the tokenizer on; defaults to `builtin_corpus()`.
         seed (`int`, *optional*, defaults to `0`): seed for the random weights.
+        image_size (`int`, *optional*, defaults to `32`): input image side (a multiple of the 8-px patch).
+        hidden_size (`int`, *optional*, defaults to `32`): hidden size of every tower (a multiple of 4).
 
     Returns:
         `Path`: `out_dir`. For `dual-encoder` it holds `text/` (BERT + tokenizer) and `image/` (ResNet + image
@@ -287,6 +315,7 @@ def build_tiny(kind: str, out_dir: str | Path, texts: Iterable[str] | None = Non
         raise ValueError(f"unknown tiny model kind {kind!r}; choose one of: {', '.join(KINDS)}")
     import torch
 
+    size = TinySize(image_size=image_size, hidden_size=hidden_size)
     texts = [text for text in (texts if texts is not None else builtin_corpus()) if text.strip()]
     if not texts:
         raise ValueError("no non-empty texts to train the tokenizer on")
@@ -294,13 +323,13 @@ def build_tiny(kind: str, out_dir: str | Path, texts: Iterable[str] | None = Non
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     if kind == "llava":
-        _build_llava(texts, out_dir)
+        _build_llava(texts, out_dir, size)
     elif kind == "vit-gpt2":
-        _build_vit_gpt2(texts, out_dir)
+        _build_vit_gpt2(texts, out_dir, size)
     elif kind in ("blip-caption", "blip-vqa"):
-        _build_blip(texts, out_dir, vqa=kind == "blip-vqa")
+        _build_blip(texts, out_dir, vqa=kind == "blip-vqa", size=size)
     elif kind == "clip":
-        _build_clip(texts, out_dir)
+        _build_clip(texts, out_dir, size)
     else:
-        _build_dual_encoder(texts, out_dir)
+        _build_dual_encoder(texts, out_dir, size)
     return out_dir

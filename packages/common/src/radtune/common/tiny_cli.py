@@ -15,6 +15,7 @@ from radtune.common.tiny import KINDS
 Examples:
   radtune tiny llava ./tiny-llava
   radtune tiny vit-gpt2 ./tiny-vitgpt2 --texts reports.txt
+  radtune tiny llava ./tiny-llava-64 --image-size 64 --hidden-size 64
   radtune tiny dual-encoder ./tiny-dual   # writes text/ and image/ subfolders""",
 )
 @click.argument("kind", type=click.Choice(KINDS))
@@ -25,7 +26,9 @@ Examples:
     help="Text file (one text per line) to train the tokenizer on. Default: radtune's built-in radiology corpus.",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the random weights.")
-def tiny(kind: str, out_dir: Path, texts: Path | None, seed: int) -> None:
+@click.option("--image-size", type=int, default=32, show_default=True, help="Input image side (multiple of 8).")
+@click.option("--hidden-size", type=int, default=32, show_default=True, help="Hidden size (multiple of 4).")
+def tiny(kind: str, out_dir: Path, texts: Path | None, seed: int, image_size: int, hidden_size: int) -> None:
     """Build a tiny, randomly initialised KIND model with its processor in OUT_DIR.
 
     The folder loads with plain `from_pretrained` and trains in seconds on a CPU: use it to smoke-test a
@@ -35,7 +38,7 @@ def tiny(kind: str, out_dir: Path, texts: Path | None, seed: int) -> None:
 
     lines = texts.read_text(encoding="utf-8").splitlines() if texts else None
     try:
-        build_tiny(kind, out_dir, texts=lines, seed=seed)
+        build_tiny(kind, out_dir, texts=lines, seed=seed, image_size=image_size, hidden_size=hidden_size)
     except ValueError as error:
         raise click.ClickException(str(error)) from error
     click.echo(f"wrote tiny {kind} model to {out_dir}")
