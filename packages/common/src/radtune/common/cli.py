@@ -17,6 +17,7 @@ ENTRY_POINT_GROUP = "radtune.commands"
 # common's own groups, as "module:attribute" so they load lazily like the entry points do.
 _OWN_GROUPS = {
     "tiny": "radtune.common.tiny_cli:tiny",
+    "eval": "radtune.common.eval_cli:eval_group",
     "hub": "radtune.common.hub_cli:hub",
 }
 

@@ -1,0 +1,334 @@
+"""`radtune eval`: score prediction files, label reports, and gather runs into one report.
+
+Every command reads its documented format or an `evaluation_results.csv` written by radtune, checks each row
+and stops with an error naming the row (no traceback) when something is missing or of the wrong type.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+OUT_OPTION_HELP = "Write metrics.json here (the metrics plus task/model/dataset/split/n and radtune versions)."
+
+
+def _fail(message: str) -> click.ClickException:
+    return click.ClickException(message)
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    """Rows of a .json list, a .jsonl file or an evaluation_results .csv; row numbers in errors start at 1."""
+    from radtune.common.metrics.io import EvaluationFileError, read_results
+
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        try:
+            return read_results(path)
+        except EvaluationFileError as error:
+            raise _fail(str(error)) from error
+    text = path.read_text(encoding="utf-8")
+    if suffix == ".jsonl":
+        rows = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                raise _fail(f"{path}: line {number} is not valid JSON ({error.msg})") from error
+    else:
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise _fail(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from error
+        if not isinstance(rows, list):
+            raise _fail(f"{path}: expected a JSON list of objects, got {type(rows).__name__}")
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row, dict):
+            raise _fail(f"{path}: row {number}: expected an object, got {type(row).__name__}")
+    if not rows:
+        raise _fail(f"{path}: no rows")
+    return rows
+
+
+def _where(path: Path, number: int, row: dict) -> str:
+    shown = f" (id {row['id']!r})" if "id" in row else ""
+    return f"{path}: row {number}{shown}"
+
+
+def _require(path: Path, rows: list[dict], spec: dict[str, tuple[type, ...]]) -> None:
+    seen = set()
+    for number, row in enumerate(rows, start=1):
+        missing = [key for key in spec if key not in row]
+        if missing:
+            raise _fail(f"{_where(path, number, row)}: missing {', '.join(repr(k) for k in missing)}")
+        for key, types in spec.items():
+            value = row[key]
+            if isinstance(value, bool) or not isinstance(value, types):
+                wanted = " or ".join(t.__name__ for t in types)
+                raise _fail(f"{_where(path, number, row)}: {key!r} must be {wanted}, got {type(value).__name__}")
+        if row["id"] in seen:
+            raise _fail(f"{_where(path, number, row)}: duplicate id")
+        seen.add(row["id"])
+
+
+def _print_table(metrics: dict[str, float]) -> None:
+    width = max(len(name) for name in metrics)
+    click.echo(f"{'metric'.ljust(width)}  value")
+    for name, value in metrics.items():
+        shown = "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
+        click.echo(f"{name.ljust(width)}  {shown}")
+
+
+def _meta_options(command):
+    for option in reversed(
+        [
+            click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help=OUT_OPTION_HELP),
+            click.option("--model", help="Model name recorded in metrics.json."),
+            click.option("--dataset", help="Dataset name recorded in metrics.json."),
+            click.option("--split", help="Split recorded in metrics.json."),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+@click.group("eval")
+def eval_group() -> None:
+    """Score predictions, label reports and compare runs.
+
+    \b
+    Examples:
+      radtune eval captions predictions.json --out metrics.json
+      radtune eval vqa answers.jsonl --out metrics.json
+      radtune eval label reports.csv --text-column report --out labels.csv
+      radtune eval report runs/blip runs/vit-gpt2 --out report.md
+    """
+
+
+@eval_group.command("captions")
+@click.argument("predictions", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_meta_options
+def captions(predictions: Path, out: Path | None, model: str | None, dataset: str | None, split: str | None) -> None:
+    """Caption metrics (BLEU-1..4, METEOR, ROUGE-L, CIDEr-D) of PREDICTIONS.
+
+    PREDICTIONS is a JSON list of {"id", "prediction", "references": [...]} or an evaluation_results.csv.
+    The numbers equal pycocoevalcap's (PTB tokenizer; Java needed for METEOR and the tokenizer).
+
+    \b
+    Example:
+      radtune eval captions predictions.json --out runs/blip/metrics.json
+    """
+    from radtune.common.metrics.captioning import caption_metrics
+    from radtune.common.metrics.io import write_metrics
+
+    rows = _read_rows(predictions)
+    _require(predictions, rows, {"id": (str, int), "prediction": (str,), "references": (list,)})
+    for number, row in enumerate(rows, start=1):
+        refs = row["references"]
+        if not refs or not all(isinstance(r, str) for r in refs):
+            raise _fail(f"{_where(predictions, number, row)}: 'references' must be a non-empty list of strings")
+    try:
+        result = caption_metrics([r["prediction"] for r in rows], [r["references"] for r in rows])
+    except (ValueError, TypeError, RuntimeError) as error:
+        raise _fail(str(error)) from error
+    _print_table(result.metrics)
+    click.echo(f"tokenizer: {result.tokenizer}")
+    for name, reason in result.unavailable.items():
+        click.echo(f"{name}: unavailable ({reason})")
+    if out:
+        extra = {"tokenizer": result.tokenizer, "unavailable": result.unavailable}
+        path = write_metrics(out, result.metrics, task="captioning", model=model, dataset=dataset, split=split,
+                             n=result.n, extra_meta=extra)  # fmt: skip
+        click.echo(f"wrote {path}")
+
+
+@eval_group.command("vqa")
+@click.argument("predictions", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--candidates", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="LLaVA-Med candidate answer list (JSON list) for llava_med/open_accuracy.")  # fmt: skip
+@_meta_options
+def vqa(
+    predictions: Path,
+    candidates: Path | None,
+    out: Path | None,
+    model: str | None,
+    dataset: str | None,
+    split: str | None,
+) -> None:
+    """VQA metrics (strict and llava_med families, closed/open/overall) of PREDICTIONS.
+
+    PREDICTIONS is JSON lines (or a JSON list) of {"id", "question", "prediction", "answer", "answer_type"}
+    with answer_type "closed" or "open", or an evaluation_results.csv with answer and answer_type columns.
+
+    \b
+    Example:
+      radtune eval vqa answers.jsonl --out runs/llava/metrics.json
+    """
+    from radtune.common.metrics.io import write_metrics
+    from radtune.common.metrics.vqa import normalize_answer_type, vqa_metrics
+
+    rows = _read_rows(predictions)
+    if predictions.suffix.lower() == ".csv":
+        for row in rows:
+            if not row.get("answer") and row["references"]:
+                row["answer"] = row["references"][0]
+    _require(predictions, rows, {"id": (str, int), "prediction": (str,), "answer": (str, int, float),
+                                 "answer_type": (str,)})  # fmt: skip
+    for number, row in enumerate(rows, start=1):
+        try:
+            normalize_answer_type(row["answer_type"])
+        except ValueError as error:
+            raise _fail(f"{_where(predictions, number, row)}: {error}") from error
+    candidate_list = None
+    if candidates:
+        candidate_list = json.loads(candidates.read_text(encoding="utf-8"))
+        if isinstance(candidate_list, dict) and "0" in candidate_list:  # LLaVA-Med's candidate.json layout
+            candidate_list = candidate_list["0"]
+        if not isinstance(candidate_list, list) or not candidate_list:
+            raise _fail(f"{candidates}: expected a non-empty JSON list of candidate answers")
+    metrics = vqa_metrics(
+        [r["prediction"] for r in rows],
+        [str(r["answer"]) for r in rows],
+        [r["answer_type"] for r in rows],
+        candidates=candidate_list,
+    )
+    _print_table(metrics)
+    if out:
+        path = write_metrics(out, metrics, task="vqa", model=model, dataset=dataset, split=split, n=len(rows))
+        click.echo(f"wrote {path}")
+
+
+@eval_group.command("label")
+@click.argument("reports", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--text-column", required=True, help="The column holding the report text.")
+@click.option("--id-column", default="id", show_default=True, help="Copied to the output when present.")
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the labels CSV here (default: stdout)."
+)
+def label(reports: Path, text_column: str, id_column: str, out: Path | None) -> None:
+    """Label each report in the CSV REPORTS with the 14 CheXpert observations (rule-based labeler).
+
+    The output has the id column (when present) and one column per observation holding 1.0 (positive),
+    0.0 (negative), -1.0 (uncertain) or blank (not mentioned), like MIMIC-CXR's chexpert.csv.
+
+    \b
+    Example:
+      radtune eval label reports.csv --text-column report --out labels.csv
+    """
+    from radtune.common.labeler import OBSERVATIONS, label_report
+
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    with reports.open(encoding="utf-8", newline="") as file:
+        reader = csv.DictReader(file)
+        columns = reader.fieldnames or []
+        if text_column not in columns:
+            raise _fail(f"{reports}: no column {text_column!r} (columns: {', '.join(columns) or 'none'})")
+        rows = list(reader)
+    header = ([id_column] if id_column in columns else []) + list(OBSERVATIONS)
+    counts = {name: {1.0: 0, 0.0: 0, -1.0: 0} for name in OBSERVATIONS}
+    handle = out.open("w", encoding="utf-8", newline="") if out else sys.stdout
+    try:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        for number, row in enumerate(rows, start=1):
+            text = row.get(text_column)
+            if text is None or None in row:
+                raise _fail(f"{reports}: row {number}: expected {len(columns)} cells")
+            labels = label_report(text)
+            cells = [row[id_column]] if id_column in columns else []
+            for name in OBSERVATIONS:
+                value = labels[name]
+                cells.append("" if value is None else f"{value:.1f}")
+                if value is not None:
+                    counts[name][value] += 1
+            writer.writerow(cells)
+    finally:
+        if out:
+            handle.close()
+    if out:
+        click.echo(f"labelled {len(rows)} reports → {out}")
+        width = max(len(n) for n in OBSERVATIONS)
+        click.echo(f"{'observation'.ljust(width)}  positive  uncertain  negative")
+        for name in OBSERVATIONS:
+            c = counts[name]
+            click.echo(f"{name.ljust(width)}  {c[1.0]:>8}  {c[-1.0]:>9}  {c[0.0]:>8}")
+
+
+@eval_group.command("report")
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("report.md"),
+              show_default=True, help="Markdown table; the CSV and the bar chart PNG go beside it.")  # fmt: skip
+def report(run_dirs: tuple[Path, ...], out: Path) -> None:
+    """Gather metrics.json from each RUN_DIR into one table (markdown + CSV) and a bar chart PNG.
+
+    \b
+    Example:
+      radtune eval report runs/blip runs/vit-gpt2 --out report.md   # also report.csv, report.png
+    """
+    from radtune.common.metrics.io import EvaluationFileError, read_metrics
+
+    runs = []
+    for run_dir in run_dirs:
+        try:
+            runs.append((run_dir, read_metrics(run_dir)))
+        except EvaluationFileError as error:
+            raise _fail(str(error)) from error
+    names = [p.name or str(p) for p, _ in runs]
+    if len(set(names)) < len(names):
+        names = [str(p) for p, _ in runs]
+    metric_names: list[str] = []
+    for _, body in runs:
+        metric_names += [m for m in body["metrics"] if m not in metric_names]
+    meta_keys = ("task", "model", "dataset", "split", "n")
+    header = ["run", *meta_keys, *metric_names]
+    table = []
+    for name, (_, body) in zip(names, runs, strict=True):
+        meta, metrics = body["meta"], body["metrics"]
+        row = [name, *("" if meta.get(k) is None else str(meta.get(k)) for k in meta_keys)]
+        row += [_fmt(metrics.get(m)) for m in metric_names]
+        table.append(row)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in table]
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    csv_path, png_path = out.with_suffix(".csv"), out.with_suffix(".png")
+    with csv_path.open("w", encoding="utf-8", newline="") as file:
+        csv.writer(file).writerows([header, *table])
+    _bar_chart(png_path, names, [body["metrics"] for _, body in runs], metric_names)
+    click.echo("\n".join(lines))
+    click.echo(f"wrote {out}, {csv_path}, {png_path}")
+
+
+def _fmt(value: float | None) -> str:
+    return "" if value is None or math.isnan(value) else f"{value:.4f}"
+
+
+def _bar_chart(path: Path, names: list[str], metrics: list[dict[str, float]], metric_names: list[str]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    # Counts (n_closed, …_counted) are not scores: leave them off the chart.
+    shown = [m for m in metric_names if not m.startswith("n_") and not m.endswith("_counted")]
+    width = 0.8 / max(len(names), 1)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(shown) * max(len(names), 1) ** 0.5 + 2), 4.5))
+    for i, (name, values) in enumerate(zip(names, metrics, strict=True)):
+        heights = [values.get(m, math.nan) for m in shown]
+        ax.bar([j + i * width for j in range(len(shown))], [0.0 if math.isnan(h) else h for h in heights],
+               width=width, label=name)  # fmt: skip
+    ax.set_xticks([j + width * (len(names) - 1) / 2 for j in range(len(shown))])
+    ax.set_xticklabels(shown, rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("score")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
