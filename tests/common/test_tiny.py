@@ -252,3 +252,17 @@ def test_tiny_size_options_change_the_architecture(tmp_path):
 def test_build_tiny_rejects_unknown_kind(tmp_path):
     with pytest.raises(ValueError, match="unknown tiny model kind 'gpt5'"):
         build_tiny("gpt5", tmp_path)
+
+
+def test_tiny_cli_trains_tokenizer_on_a_saved_dataset(tmp_path):
+    from datasets import Dataset, DatasetDict
+    from transformers import AutoTokenizer
+
+    word = " pneumomediastinum"
+    DatasetDict({"train": Dataset.from_dict({"question": [f"Is there{word}?"] * 40, "answer": ["Yes."] * 40})}).save_to_disk(tmp_path / "qa")
+    result = CliRunner().invoke(cli, ["tiny", "vit-gpt2", str(tmp_path / "m"), "--texts", str(tmp_path / "qa")])
+    assert result.exit_code == 0, result.output
+    assert len(AutoTokenizer.from_pretrained(tmp_path / "m")(word).input_ids) == 1
+    (tmp_path / "not-a-dataset").mkdir()
+    result = CliRunner().invoke(cli, ["tiny", "clip", str(tmp_path / "x"), "--texts", str(tmp_path / "not-a-dataset")])
+    assert result.exit_code == 1 and "neither a text file nor a dataset" in result.output

@@ -161,3 +161,19 @@ def test_two_process_cpu_ddp_run_trains_and_saves_one_adapter(tiny_model, qa_dat
     assert run_info["num_processes"] == 2 and run_info["world_size_env"] == "2"
     assert json.loads((out_dir / "trainer_state.json").read_text())["global_step"] == 2
     assert sorted(p.name for p in out_dir.glob("adapter_model*.safetensors")) == ["adapter_model.safetensors"]
+
+
+def test_majority_baseline_answers_by_question_then_type():
+    from radtune.llava_vqa.evaluation import majority_answers
+    from radtune.llava_vqa.inference import VQAItem
+
+    def item(question, answer, kind="closed"):
+        return VQAItem("i", None, question, answer, kind)
+
+    train = [item("Is there a nodule?", "No.")] * 3 + [item("Is there a nodule?", "Yes.")] * 2
+    train += [item("Is the heart enlarged?", "Yes.")] * 4 + [item("What are the main findings?", "Normal.", "open")]
+    test = [item("is there a nodule? ", "Yes."), item("Is there a mass?", "No."), item("Describe it.", "x", "open")]
+    # Same question → its own majority; unseen closed question → closed majority ("Yes.": 6 vs 3); open → open's.
+    assert majority_answers(train, test) == ["No.", "Yes.", "Normal."]
+    tie = [item("q", "b"), item("q", "a")]
+    assert majority_answers(tie, [item("q", "?")]) == majority_answers(tie[::-1], [item("q", "?")]) == ["a"]

@@ -9,12 +9,31 @@ import click
 from radtune.common.tiny import KINDS
 
 
+def _read_texts(path: Path) -> list[str]:
+    """Lines of a text file, or the text columns of every split of a saved dataset folder."""
+    if path.is_file():
+        return path.read_text(encoding="utf-8").splitlines()
+    from radtune.common.datasets_io import is_saved_dataset, load_dataset_any
+
+    if not is_saved_dataset(path):
+        raise ValueError(f"{path} is neither a text file nor a dataset folder written by save_to_disk")
+    texts = []
+    for split in load_dataset_any(path).values():
+        for column in ("text", "question", "answer"):
+            if column in split.column_names:
+                texts += [value for value in split[column] if isinstance(value, str)]
+    if not texts:
+        raise ValueError(f"{path} has no text, question or answer column to train a tokenizer on")
+    return texts
+
+
 @click.command(
     "tiny",
     epilog="""\b
 Examples:
   radtune tiny llava ./tiny-llava
   radtune tiny vit-gpt2 ./tiny-vitgpt2 --texts reports.txt
+  radtune tiny clip ./tiny-clip --texts runs/phantoms-built   # a `radtune data build` folder
   radtune tiny llava ./tiny-llava-64 --image-size 64 --hidden-size 64
   radtune tiny dual-encoder ./tiny-dual   # writes text/ and image/ subfolders""",
 )
@@ -22,8 +41,10 @@ Examples:
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option(
     "--texts",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Text file (one text per line) to train the tokenizer on. Default: radtune's built-in radiology corpus.",
+    type=click.Path(exists=True, path_type=Path),
+    help="Texts to train the tokenizer on: a text file (one text per line) or a dataset folder written by "
+    "`radtune data build` / `radtune data qa` (its text, question and answer columns). Default: radtune's "
+    "built-in radiology corpus.",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the random weights.")
 @click.option("--image-size", type=int, default=32, show_default=True, help="Input image side (multiple of 8).")
@@ -36,8 +57,8 @@ def tiny(kind: str, out_dir: Path, texts: Path | None, seed: int, image_size: in
     """
     from radtune.common.tiny import build_tiny
 
-    lines = texts.read_text(encoding="utf-8").splitlines() if texts else None
     try:
+        lines = _read_texts(texts) if texts else None
         build_tiny(kind, out_dir, texts=lines, seed=seed, image_size=image_size, hidden_size=hidden_size)
     except ValueError as error:
         raise click.ClickException(str(error)) from error

@@ -89,23 +89,31 @@ Examples:
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Generation batch size.")
 @click.option("--max-new-tokens", type=int, default=32, show_default=True, help="Longest answer.")
 @click.option("--max-samples", type=int, help="Evaluate the first N questions only.")
-def evaluate(adapter, base, load_in_4bit, dtype, dataset, split, out_dir, batch_size, max_new_tokens, max_samples):
+@click.option("--baseline-split", default="train", show_default=True,
+              help="Split whose majority answers give the trivial baseline (skipped when absent; '' to skip).")  # fmt: skip
+def evaluate(adapter, base, load_in_4bit, dtype, dataset, split, out_dir, batch_size, max_new_tokens, max_samples,
+             baseline_split):  # fmt: skip
     """Answer every question of a QA split and score it (strict and LLaVA-Med metrics).
 
-    Writes `evaluation_results.csv` (one row per question) and `metrics.json`.
+    Writes `evaluation_results.csv` (one row per question) and `metrics.json`, which also holds the
+    majority-answer baseline (`majority_baseline/…`, from the training split): the bar to clear.
     """
     from radtune.common.datasets_io import load_dataset_any
     from radtune.llava_vqa.evaluation import evaluate_vqa
 
     try:
-        data = load_dataset_any(dataset, split=split)
+        splits = load_dataset_any(dataset)
     except (ValueError, FileNotFoundError) as error:
         raise click.ClickException(str(error)) from error
+    if split not in splits:
+        raise click.ClickException(f"split {split!r} not in {dataset}; it has: {', '.join(splits)}")
+    data = splits[split]
+    baseline = splits[baseline_split] if baseline_split and baseline_split in splits else None
     model, processor = _load(adapter, base, dtype, load_in_4bit)
     out_dir = out_dir or (Path(adapter) if Path(adapter).is_dir() else Path(".")) / f"eval-{split}"
     try:
         metrics = evaluate_vqa(model, processor, data, out_dir, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                               max_samples=max_samples,
+                               max_samples=max_samples, baseline_dataset=baseline,
                                meta={"model": adapter, "dataset": dataset, "split": split})  # fmt: skip
     except ValueError as error:
         raise click.ClickException(str(error)) from error

@@ -251,7 +251,7 @@ def main(script_args: ScriptArguments, training_args: LlavaSFTConfig, model_args
         results["test"] = evaluate_vqa(
             eval_model, processor, dataset[test_split], training_args.output_dir,
             batch_size=script_args.eval_batch_size, max_new_tokens=script_args.max_new_tokens,
-            max_samples=script_args.max_eval_samples,
+            max_samples=script_args.max_eval_samples, baseline_dataset=trainer.train_dataset,
             meta={"model": training_args.output_dir, "dataset": script_args.dataset_name, "split": test_split,
                   "seed": training_args.seed, "base_model": model_args.model_name_or_path},
         )  # fmt: skip
