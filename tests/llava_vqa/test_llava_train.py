@@ -43,7 +43,11 @@ def test_main_saves_adapter_processor_metrics_and_card(trained):
     metrics = json.loads((out_dir / "metrics.json").read_text())
     assert metrics["meta"]["task"] == "vqa" and metrics["meta"]["n"] == 8
     assert 0.0 <= metrics["metrics"]["strict/closed_accuracy"] <= 1.0
-    assert results["test"]["n_closed"] == 8
+    assert results["test"]["metrics"]["n_closed"] == 8
+    # The training split's majority answers are scored beside the model, on the same questions.
+    assert 0.0 <= metrics["metrics"]["majority_baseline/strict/closed_accuracy"] <= 1.0
+    low, high = metrics["ci"]["strict/closed_accuracy"]
+    assert low <= metrics["metrics"]["strict/closed_accuracy"] <= high
     card = (out_dir / "README.md").read_text()
     assert "library_name: peft" in card and "radiology" in card
 
@@ -96,8 +100,16 @@ def test_evaluate_predict_and_merge_commands(trained, qa_dataset_dir, tmp_path):
     out_dir, _ = trained
     runner = CliRunner()
     result = runner.invoke(cli, ["vqa", "evaluate", "--adapter", str(out_dir), "--dataset", str(qa_dataset_dir),
-                                 "--split", "test", "--out", str(tmp_path / "eval"), "--max-new-tokens", "4"])  # fmt: skip
+                                 "--split", "test", "--out", str(tmp_path / "eval"), "--max-new-tokens", "4",
+                                 "--n-resamples", "200"])  # fmt: skip
     assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    # Three training steps teach the model nothing about the image: the ablation check must say so.
+    verdict = report["meta"]["image_ablation"]
+    assert verdict["metric"] == "strict/closed_accuracy"
+    assert verdict["ignores_image"] is True and "ignores the image" in result.output
+    for kind in ("blank", "noise"):
+        assert 0.0 <= report["metrics"][f"ablation/{kind}/strict/closed_accuracy"] <= 1.0
     rows = (tmp_path / "eval" / "evaluation_results.csv").read_text().splitlines()
     assert rows[0].startswith("id,prediction,references,question,answer,answer_type") and len(rows) == 9
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["meta"]["split"] == "test"
@@ -161,6 +173,20 @@ def test_two_process_cpu_ddp_run_trains_and_saves_one_adapter(tiny_model, qa_dat
     assert run_info["num_processes"] == 2 and run_info["world_size_env"] == "2"
     assert json.loads((out_dir / "trainer_state.json").read_text())["global_step"] == 2
     assert sorted(p.name for p in out_dir.glob("adapter_model*.safetensors")) == ["adapter_model.safetensors"]
+
+
+def test_item_scores_average_to_the_metrics():
+    from radtune.common.metrics.vqa import vqa_metrics
+    from radtune.llava_vqa.evaluation import item_scores
+    from radtune.llava_vqa.inference import VQAItem
+
+    items = [VQAItem(str(i), None, "q", answer, kind) for i, (answer, kind) in enumerate(
+        [("Yes.", "closed"), ("No.", "closed"), ("yes", "closed"), ("left lower lobe", "open"),
+         ("small effusion", "open"), ("two", "open")])]  # fmt: skip
+    predictions = ["yes", "Yes, there is.", "no", "the left lobe", "none", "2"]
+    metrics = vqa_metrics(predictions, [i.answer for i in items], [i.answer_type for i in items])
+    for name, values in item_scores(predictions, items).items():
+        assert sum(values) / len(values) == pytest.approx(metrics[name]), name
 
 
 def test_majority_baseline_answers_by_question_then_type():

@@ -89,14 +89,19 @@ Examples:
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Generation batch size.")
 @click.option("--max-new-tokens", type=int, default=32, show_default=True, help="Longest answer.")
 @click.option("--max-samples", type=int, help="Evaluate the first N questions only.")
+@click.option("--ablation/--no-ablation", default=True, show_default=True,
+              help="Also answer with blank and noise images, and flag a model that ignores the image.")  # fmt: skip
+@click.option("--n-resamples", type=int, default=1000, show_default=True, help="Bootstrap resamples for the CIs.")
 @click.option("--baseline-split", default="train", show_default=True,
               help="Split whose majority answers give the trivial baseline (skipped when absent; '' to skip).")  # fmt: skip
 def evaluate(adapter, base, load_in_4bit, dtype, dataset, split, out_dir, batch_size, max_new_tokens, max_samples,
-             baseline_split):  # fmt: skip
+             ablation, n_resamples, baseline_split):  # fmt: skip
     """Answer every question of a QA split and score it (strict and LLaVA-Med metrics).
 
-    Writes `evaluation_results.csv` (one row per question) and `metrics.json`, which also holds the
-    majority-answer baseline (`majority_baseline/…`, from the training split): the bar to clear.
+    Writes `evaluation_results.csv` (one row per question) and `metrics.json` with bootstrap intervals, the
+    majority-answer baseline (`majority_baseline/…`, from the training split) and, unless `--no-ablation`, the
+    same questions answered with blank and noise images: a model whose score does not drop without the image
+    is flagged as ignoring it.
     """
     from radtune.common.datasets_io import load_dataset_any
     from radtune.llava_vqa.evaluation import evaluate_vqa
@@ -112,14 +117,31 @@ def evaluate(adapter, base, load_in_4bit, dtype, dataset, split, out_dir, batch_
     model, processor = _load(adapter, base, dtype, load_in_4bit)
     out_dir = out_dir or (Path(adapter) if Path(adapter).is_dir() else Path(".")) / f"eval-{split}"
     try:
-        metrics = evaluate_vqa(model, processor, data, out_dir, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                               max_samples=max_samples, baseline_dataset=baseline,
+        report = evaluate_vqa(model, processor, data, out_dir, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                              max_samples=max_samples, baseline_dataset=baseline, ablation=ablation,
+                              n_resamples=n_resamples,
                                meta={"model": adapter, "dataset": dataset, "split": split})  # fmt: skip
     except ValueError as error:
         raise click.ClickException(str(error)) from error
-    for name, value in metrics.items():
-        click.echo(f"{name:32s} {value:.4f}")
+    _print_report(report)
     click.echo(f"wrote {out_dir / 'evaluation_results.csv'} and {out_dir / 'metrics.json'}")
+
+
+def _print_report(report: dict) -> None:
+    ci = report.get("ci", {})
+    for name, value in report["metrics"].items():
+        shown = "undefined" if value is None else f"{value:.4f}"
+        if name in ci:
+            shown += f" [{ci[name][0]:.4f}, {ci[name][1]:.4f}]"
+        click.echo(f"{name:48s} {shown}")
+    verdict = report["meta"].get("image_ablation")
+    if verdict:
+        metric, gap = verdict["metric"], verdict["gap"]
+        if verdict["ignores_image"]:
+            click.secho(f"WARNING: the model ignores the image: with {', '.join(verdict['overlapping'])} images its "
+                        f"{metric} falls inside the real-image interval (gap {gap:+.4f}).", fg="red", bold=True)  # fmt: skip
+        else:
+            click.secho(f"the image matters: {metric} is {gap:+.4f} above the best blank/noise-image score.", fg="green")
 
 
 @vqa.command(

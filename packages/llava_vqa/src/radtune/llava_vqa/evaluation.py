@@ -6,6 +6,57 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 BASELINE_PREFIX = "majority_baseline/"
+ABLATIONS = ("blank", "noise")
+
+
+def item_scores(predictions, items) -> dict[str, list[float]]:
+    """Per-item scores whose means are the headline VQA metrics, for bootstrap intervals.
+
+    Keys: `strict/closed_accuracy`, `strict/open_recall`, `llava_med/closed_accuracy` (items LLaVA-Med's rule
+    counts), `llava_med/open_recall`; the mean of each list equals `vqa_metrics`' value of the same name.
+    """
+    from radtune.common.metrics.vqa import (
+        llava_med_closed_hit,
+        llava_med_f1,
+        llava_med_normalize,
+        normalize_answer_type,
+        strict_closed_match,
+        strict_token_scores,
+    )
+
+    scores: dict[str, list[float]] = {name: [] for name in ("strict/closed_accuracy", "strict/open_recall",
+                                                               "llava_med/closed_accuracy", "llava_med/open_recall")}  # fmt: skip
+    for prediction, item in zip(predictions, items, strict=True):
+        if normalize_answer_type(item.answer_type) == "closed":
+            scores["strict/closed_accuracy"].append(strict_closed_match(prediction, item.answer))
+            hit = llava_med_closed_hit(prediction, item.answer)
+            if hit is not None:
+                scores["llava_med/closed_accuracy"].append(float(hit))
+        else:
+            scores["strict/open_recall"].append(strict_token_scores(prediction, item.answer)[1])
+            pair = llava_med_normalize(prediction.lower()), llava_med_normalize(item.answer.lower())
+            scores["llava_med/open_recall"].append(llava_med_f1(*pair)[2])
+    return scores
+
+
+def ablated_images(images, kind: str, seed: int = 0) -> list:
+    """The images replaced by a black image (`blank`) or uniform noise (`noise`) of the same size."""
+    import numpy as np
+    from PIL import Image
+
+    from radtune.common.images import load_image
+
+    out = []
+    for index, image in enumerate(images):
+        width, height = load_image(image).size
+        if kind == "blank":
+            out.append(Image.new("RGB", (width, height)))
+        elif kind == "noise":
+            rng = np.random.default_rng([seed, index])
+            out.append(Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8), mode="RGB"))
+        else:
+            raise ValueError(f"unknown ablation {kind!r}; choose from {ABLATIONS}")
+    return out
 
 
 def _most_common(counts: Counter) -> str:
@@ -45,7 +96,10 @@ def evaluate_vqa(
     meta: dict | None = None,
     progress: bool = True,
     baseline_dataset=None,
-) -> dict[str, float]:
+    ablation: bool = False,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> dict:
     """Answer every question of `dataset`, score the answers, and write `evaluation_results.csv` + `metrics.json`.
 
     Args:
@@ -58,12 +112,19 @@ def evaluate_vqa(
         meta (`dict`, *optional*): run facts for `metrics.json` (model, dataset, split, seed, …).
         baseline_dataset (`datasets.Dataset`, *optional*): the training split; when given, the metrics of the
             majority-answer baseline are added under `majority_baseline/…`.
+        ablation (`bool`, *optional*, defaults to `False`): also answer with blank and noise images; their
+            metrics go under `ablation/<kind>/…` and `metrics.json`'s `meta.image_ablation` says whether the model
+            ignores the image (its real-image interval reaches the blank or noise score).
+        n_resamples (`int`, *optional*, defaults to `1000`): bootstrap resamples for the intervals.
+        seed (`int`, *optional*, defaults to `0`): seed of the bootstrap and of the noise images.
 
     Returns:
-        `dict[str, float]`: the metrics (`strict/…`, `llava_med/…`, counts).
+        `dict`: what `metrics.json` holds: `metrics` (`strict/…`, `llava_med/…`, counts, baselines, ablations),
+        `ci` (bootstrap intervals) and `meta`.
     """
+    from radtune.common.metrics.bootstrap import image_ablation_verdict, mean_ci
     from radtune.common.metrics.vqa import vqa_metrics
-    from radtune.common.metrics.io import write_metrics, write_results
+    from radtune.common.metrics.io import read_metrics, write_metrics, write_results
     from radtune.llava_vqa.inference import generate_answers, vqa_items
 
     items = vqa_items(dataset)
@@ -77,6 +138,24 @@ def evaluate_vqa(
     )  # fmt: skip
     answers, answer_types = [item.answer for item in items], [item.answer_type for item in items]
     metrics = vqa_metrics(predictions, answers, answer_types)
+    ci = {name: list(mean_ci(values, n_resamples=n_resamples, seed=seed))
+          for name, values in item_scores(predictions, items).items() if len(values) >= 2}  # fmt: skip
+    meta = dict(meta or {})
+    if ablation:
+        primary = "strict/closed_accuracy" if metrics["n_closed"] else "strict/open_recall"
+        ablated = {}
+        for kind in ABLATIONS:
+            answers_without_image = generate_answers(
+                model, processor, ablated_images([item.image for item in items], kind, seed),
+                [item.question for item in items], batch_size=batch_size, max_new_tokens=max_new_tokens,
+                progress=progress,
+            )  # fmt: skip
+            kind_metrics = vqa_metrics(answers_without_image, answers, answer_types)
+            metrics.update({f"ablation/{kind}/{name}": value for name, value in kind_metrics.items() if "/" in name})
+            ablated[kind] = kind_metrics[primary]
+        verdict = image_ablation_verdict(metrics[primary], ci.get(primary, (float("nan"),) * 2), ablated)
+        metrics["ablation/gap"] = verdict["gap"]
+        meta["image_ablation"] = {"metric": primary, **verdict}
     if baseline_dataset is not None:
         baseline = vqa_metrics(majority_answers(vqa_items(baseline_dataset), items), answers, answer_types)
         metrics.update({BASELINE_PREFIX + name: value for name, value in baseline.items() if "/" in name})
@@ -88,7 +167,7 @@ def evaluate_vqa(
         for item, prediction in zip(items, predictions)
     ]  # fmt: skip
     write_results(out_dir / "evaluation_results.csv", rows)
-    meta = dict(meta or {})
     known = {key: meta.pop(key, None) for key in ("model", "dataset", "split", "seed")}
-    write_metrics(out_dir / "metrics.json", metrics, task="vqa", n=len(items), **known, extra_meta=meta or None)
-    return metrics
+    path = write_metrics(out_dir / "metrics.json", metrics, task="vqa", n=len(items), ci=ci, **known,
+                         extra_meta=meta or None)  # fmt: skip
+    return read_metrics(path)

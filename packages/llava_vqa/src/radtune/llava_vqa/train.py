@@ -57,6 +57,9 @@ class ScriptArguments:
     eval_after_training: bool = field(
         default=True, metadata={"help": "Generate answers for the test split and write metrics at the end."}
     )
+    eval_ablation: bool = field(
+        default=False, metadata={"help": "Also evaluate with blank and noise images (does the model use the image?)."}
+    )
     eval_batch_size: int = field(default=8, metadata={"help": "Batch size of the final evaluation's generation."})
     max_new_tokens: int = field(default=32, metadata={"help": "Longest generated answer in the final evaluation."})
     train_vision_tower: bool = field(
@@ -252,6 +255,7 @@ def main(script_args: ScriptArguments, training_args: LlavaSFTConfig, model_args
             eval_model, processor, dataset[test_split], training_args.output_dir,
             batch_size=script_args.eval_batch_size, max_new_tokens=script_args.max_new_tokens,
             max_samples=script_args.max_eval_samples, baseline_dataset=trainer.train_dataset,
+            ablation=script_args.eval_ablation, seed=training_args.seed,
             meta={"model": training_args.output_dir, "dataset": script_args.dataset_name, "split": test_split,
                   "seed": training_args.seed, "base_model": model_args.model_name_or_path},
         )  # fmt: skip
