@@ -8,7 +8,6 @@ import math
 
 import pytest
 from click.testing import CliRunner
-from conftest import requires_java
 
 from radtune.common.cli import cli
 from radtune.common.metrics.captioning import CAPTION_METRICS
@@ -35,7 +34,7 @@ def _jsonl(path, rows):
     return path
 
 
-@requires_java
+@pytest.mark.usefixtures("java")
 def test_captions_json_and_csv_give_the_same_metrics(tmp_path, borrowed_meteor):
     predictions = tmp_path / "predictions.json"
     predictions.write_text(json.dumps(CAPTION_ROWS), encoding="utf-8")

@@ -6,7 +6,6 @@ import random
 import warnings
 
 import pytest
-from conftest import requires_java
 
 from radtune.common.metrics import captioning
 from radtune.common.metrics.captioning import (
@@ -93,25 +92,15 @@ def _pycocoevalcap_direct(predictions, references, meteor):
 
 
 @pytest.fixture(scope="module")
-def compared(shared_meteor):
+def compared(module_meteor):
     """(radtune's result, pycocoevalcap's numbers, pycocoevalcap's tokens) on the generated set."""
     predictions, references = generated_set()
-    expected, gts, res = _pycocoevalcap_direct(predictions, references, shared_meteor)
-    mp = pytest.MonkeyPatch()
-    from types import SimpleNamespace
-
-    noop = SimpleNamespace(stdin=SimpleNamespace(close=lambda: None), kill=lambda: None, wait=lambda: None)
-    mp.setattr(
-        captioning, "start_meteor", lambda: SimpleNamespace(compute_score=shared_meteor.compute_score, meteor_p=noop)
-    )
-    try:
-        result = caption_metrics(predictions, references)
-    finally:
-        mp.undo()
+    expected, gts, res = _pycocoevalcap_direct(predictions, references, module_meteor)
+    result = caption_metrics(predictions, references)
     return result, expected, (predictions, references, gts, res)
 
 
-@requires_java
+@pytest.mark.usefixtures("java")
 @pytest.mark.parametrize("name", CAPTION_METRICS)
 def test_each_metric_equals_pycocoevalcap(compared, name):
     result, expected, _ = compared
@@ -119,7 +108,7 @@ def test_each_metric_equals_pycocoevalcap(compared, name):
     assert result.metrics[name] == pytest.approx(expected[name], abs=tolerance)
 
 
-@requires_java
+@pytest.mark.usefixtures("java")
 def test_result_names_its_tokenizer_and_spice(compared):
     result, _, _ = compared
     assert list(result.metrics) == list(CAPTION_METRICS)
@@ -128,7 +117,7 @@ def test_result_names_its_tokenizer_and_spice(compared):
     assert result.n == 60
 
 
-@requires_java
+@pytest.mark.usefixtures("java")
 def test_ptb_tokens_equal_pycocoevalcap_tokenizer(compared):
     _, _, (predictions, references, gts, res) = compared
     flat = predictions + [r for refs in references for r in refs]
@@ -136,7 +125,7 @@ def test_ptb_tokens_equal_pycocoevalcap_tokenizer(compared):
     assert ptb_tokenize(flat) == expected
 
 
-@requires_java
+@pytest.mark.usefixtures("java")
 def test_carriage_return_does_not_shift_later_captions():
     # pycocoevalcap only replaces "\n": a "\r" there splits the line and shifts every later caption.
     assert ptb_tokenize(["Small effusion.\rNo pneumothorax.", "Clear lungs."]) == [
@@ -145,7 +134,7 @@ def test_carriage_return_does_not_shift_later_captions():
     ]
 
 
-@requires_java
+@pytest.mark.usefixtures("java")
 def test_scorer_keeps_one_meteor_across_calls(borrowed_meteor):
     predictions, references = generated_set(seed=1, n=8)
     with CaptionScorer() as scorer:
@@ -196,7 +185,7 @@ def test_malformed_inputs_raise(predictions, references, error):
         caption_metrics(predictions, references, tokenizer="fallback-regex", meteor=False)
 
 
-@requires_java
+@pytest.mark.usefixtures("java")
 def test_evaluate_module_equals_direct_function():
     import evaluate
 
