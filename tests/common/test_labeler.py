@@ -18,6 +18,7 @@ CASES = [
     ("Pleural effusion or pneumothorax is not seen.", {"Pleural Effusion": 0.0, "Pneumothorax": 0.0, "No Finding": 1.0}),
     ("No focal consolidation to suggest pneumonia.", {"Consolidation": 0.0, "Pneumonia": 0.0, "No Finding": 1.0}),
     ("The endotracheal tube has been removed.", {"Support Devices": 0.0, "No Finding": 1.0}),
+    ("There is no evidence of pneumothorax.", {"Pneumothorax": 0.0, "No Finding": 1.0}),
     # uncertainty
     ("Cannot exclude pneumonia.", {"Pneumonia": -1.0}),
     ("Possible atelectasis at the left base.", {"Atelectasis": -1.0}),
@@ -30,6 +31,7 @@ CASES = [
     ("Small pericardial effusion.", {"No Finding": 1.0}),
     ("Mass effect on the trachea.", {"No Finding": 1.0}),
     ("Subcutaneous edema of the chest wall.", {"No Finding": 1.0}),
+    ("History of breast cancer.", {"No Finding": 1.0}),
     # scope
     ("No effusion but there is cardiomegaly.", {"Pleural Effusion": 0.0, "Cardiomegaly": 1.0}),
     ("No pneumothorax; there is a new right rib fracture.", {"Pneumothorax": 0.0, "Fracture": 1.0}),

@@ -92,7 +92,8 @@ OBSERVATIONS_RULES: dict[str, _Observation] = {
         mentions=r"nodules?|nodular(?:ity| opacit(?:y|ies))?|masse?s?|lesions?|tumou?rs?|neoplasms?|"
         r"carcinoma|cancer|malignan\w*|metastas[ie]s|metastatic disease|cavitary lesion",
         exclusions=r"mass effect|(?:bone|bony|osseous|lytic|sclerotic|blastic|skin|cutaneous) lesions?|"
-        r"soft[- ]tissue (?:mass|masses|lesions?)|breast (?:mass|masses|lesions?)",
+        r"soft[- ]tissue (?:mass|masses|lesions?)|breast (?:mass|masses|lesions?)|"
+        r"(?:breast|prostate|colon|rectal|renal|thyroid|ovarian|pancreatic|bladder|skin) (?:cancer|carcinoma)",
     ),
     "Lung Opacity": _Observation(
         mentions=r"opacit(?:y|ies)|opacification|opacified|infiltrates?|infiltration|air[- ]?space "
