@@ -1,0 +1,361 @@
+"""Build a `datasets.DatasetDict` from a source dataset as it sits on disk.
+
+The steps, each streaming through Arrow files so memory stays flat however large the source is:
+
+1. the reader's records are written to Arrow by `Dataset.from_generator` (records without their required text
+   are marked `empty_text`);
+2. `Dataset.map(num_proc=…)` decodes every image, checks it, normalises it to `L`/`RGB`, resizes it to
+   `max_side` and hashes its pixels (a bad image is marked with its reason, never raised);
+3. skipped records are counted by reason; too many (`max_skip_fraction`) fails the build; exact duplicates
+   are dropped; splits are assigned (official, else patient-level hash) and checked for patient leakage;
+4. the splits are written with `save_to_disk` into a temporary folder beside the output, with
+   `build_report.json` and the dataset card `README.md`, and the folder is renamed into place only at the
+   very end: an interrupted or failed build leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from .image_processing import DEFAULT_MAX_PIXELS, ImageSkip, prepare_image
+from .records import LIST_FIELDS, STRING_FIELDS, Reader
+from .sources import resolve_source
+from .splits import DEFAULT_RATIOS, SPLIT_NAMES, assign_splits, check_patient_leakage, normalise_split_name
+
+REPORT_NAME = "build_report.json"
+# Columns used during the build only.
+_INTERNAL = ("image_path", "image_bytes", "split", "skip_reason", "skip_detail", "image_sha256")
+# Columns every build keeps, even when empty.
+_ALWAYS_KEPT = ("image", "id", "source", "license")
+# Rows buffered per Arrow write while images are processed: small, so a worker holds few decoded images.
+IMAGE_WRITER_BATCH_SIZE = 64
+
+
+class BuildError(RuntimeError):
+    """A build that cannot produce a trustworthy dataset."""
+
+
+class TooManySkipsError(BuildError):
+    """More records were skipped than `max_skip_fraction` allows."""
+
+
+def _generator_features():
+    from datasets import Features, List, Value
+
+    features = {"image_path": Value("string"), "image_bytes": Value("binary")}
+    features.update({name: Value("string") for name in STRING_FIELDS})
+    features.update({name: List(Value("string")) for name in LIST_FIELDS})
+    features.update({"split": Value("string"), "skip_reason": Value("string")})
+    return Features(features)
+
+
+def _image_features(generator_features):
+    from datasets import Features, Image, Value
+
+    features = {"image": Image()}
+    features.update({k: v for k, v in generator_features.items() if k != "image_bytes"})
+    features.update({"skip_detail": Value("string"), "image_sha256": Value("string")})
+    return Features(features)
+
+
+def _as_string(value) -> str | None:
+    if value is None:
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def generate_records(
+    reader_name: str, src_dir: str, reader_options: dict, source_name: str, default_license: str
+) -> Iterator[dict]:
+    """Yield the reader's records in the generator schema (what `Dataset.from_generator` writes)."""
+    from .readers import READERS
+
+    reader = READERS[reader_name]
+    for record in reader.read(src_dir, **reader_options):
+        image = record.get("image")
+        row = {name: _as_string(record.get(name)) for name in STRING_FIELDS}
+        for name in LIST_FIELDS:
+            values = record.get(name)
+            row[name] = None if values is None else [str(v) for v in values]
+        row["image_path"] = None if isinstance(image, bytes) else _as_string(image)
+        row["image_bytes"] = image if isinstance(image, bytes) else None
+        row["source"] = source_name
+        row["license"] = row["license"] or default_license
+        row["split"] = normalise_split_name(record.get("split"))
+        reason = record.get("skip_reason")
+        if reason is None and any(not (row.get(field) or "").strip() for field in reader.required_text):
+            reason = "empty_text"
+        if reason is None and image is None:
+            reason = "missing_image"
+        row["skip_reason"] = reason
+        yield row
+
+
+def _prepare_batch(batch: dict, max_side: int | None, max_pixels: int) -> dict:
+    images, details, hashes, reasons = [], [], [], []
+    for path, data, reason in zip(batch["image_path"], batch["image_bytes"], batch["skip_reason"], strict=False):
+        image = detail = digest = None
+        if reason is None:
+            try:
+                prepared = prepare_image(data if data is not None else path, max_side=max_side, max_pixels=max_pixels)
+                image = {"bytes": prepared.data, "path": None}
+                digest = prepared.sha256
+            except ImageSkip as skip:
+                reason, detail = skip.reason, skip.detail
+        images.append(image)
+        details.append(detail)
+        hashes.append(digest)
+        reasons.append(reason)
+    return {"image": images, "skip_detail": details, "image_sha256": hashes, "skip_reason": reasons}
+
+
+def _column(dataset, name: str) -> list:
+    return dataset.data.column(name).to_pylist()
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def failed_report_path(out_dir: str | Path) -> Path:
+    """Where a failed build leaves its report: beside the would-be output folder."""
+    out_dir = Path(out_dir)
+    return out_dir.with_name(f"{out_dir.name}.{REPORT_NAME}")
+
+
+def build_dataset(
+    source: str,
+    src_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    max_side: int | None = None,
+    num_proc: int = 1,
+    max_skip_fraction: float = 0.05,
+    ratios: Sequence[float] = DEFAULT_RATIOS,
+    reader_options: dict | None = None,
+    overwrite: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    command: str | None = None,
+) -> dict:
+    """Build the dataset of `source` found at `src_dir` and save it to `out_dir`.
+
+    Args:
+        source (`str`): a reader name (`rocov2`, `roco`, `mimic-cxr`, `chexpert-plus`, `nih`, `vqa-rad`, `slake`,
+            `pathvqa`, `imagefolder-csv`).
+        src_dir (`str` or `Path`): the source as downloaded and unzipped.
+        out_dir (`str` or `Path`): where the `save_to_disk` folder goes; it must not exist unless `overwrite`.
+        max_side (`int`, *optional*): scale images down so their longer side is at most this.
+        num_proc (`int`, *optional*, defaults to `1`): processes decoding images.
+        max_skip_fraction (`float`, *optional*, defaults to `0.05`): fail when a larger fraction of records is skipped.
+        ratios (`Sequence[float]`, *optional*, defaults to `(0.8, 0.1, 0.1)`): train/validation/test ratios of the
+            patient-level split, used where the source has no official split.
+        reader_options (`dict`, *optional*): keyword arguments for the reader (`languages="en,zh"` for SLAKE …).
+        overwrite (`bool`, *optional*, defaults to `False`): replace an existing `out_dir` (only once the new build
+            has succeeded).
+        max_pixels (`int`, *optional*): images with more pixels are skipped as `oversized_image`.
+        command (`str`, *optional*): the command line recorded in the report and the card.
+
+    Returns:
+        `dict`: the build report (also written to `out_dir/build_report.json`).
+
+    Raises:
+        `TooManySkipsError`: more than `max_skip_fraction` of the records were skipped (the report is written to
+            `<out_dir>.build_report.json` and no dataset is written).
+        `PatientLeakageError`: one patient ended up in two splits.
+        `MissingColumnError`, `SourceLayoutError`: the source is not laid out as the reader expects.
+    """
+    import datasets
+    from datasets import Dataset, DatasetDict
+    from datasets.exceptions import DatasetGenerationError
+
+    from . import __version__
+    from .card import render_card
+    from .readers import READERS
+
+    if source not in READERS:
+        raise ValueError(f"unknown source {source!r}; choose one of: {', '.join(READERS)}")
+    if not 0 <= max_skip_fraction <= 1:
+        raise ValueError(f"max_skip_fraction must be between 0 and 1, got {max_skip_fraction}")
+    if max_side is not None and max_side < 1:
+        raise ValueError(f"max_side must be a positive number of pixels, got {max_side}")
+    reader: Reader = READERS[source]
+    src_dir, out_dir = Path(src_dir).resolve(), Path(out_dir).resolve()
+    if not src_dir.is_dir():
+        raise FileNotFoundError(f"source folder not found: {src_dir}")
+    if out_dir.exists() and not overwrite:
+        raise FileExistsError(f"{out_dir} already exists (pass overwrite=True / --overwrite to replace it)")
+    info, marker = resolve_source(source, src_dir)
+    if marker is None and (reader_options or {}).get("license"):
+        # Users' own data (imagefolder-csv) names its licence; the card and every row carry it.
+        info = dataclasses.replace(info, license=str(reader_options["license"]))
+    started = time.time()
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    work = out_dir.parent / f".{out_dir.name}.building-{uuid.uuid4().hex[:8]}"
+    work.mkdir()
+    try:
+        # Records
+        generator_features = _generator_features()
+        try:
+            records = Dataset.from_generator(
+                generate_records,
+                features=generator_features,
+                cache_dir=str(work / "cache"),
+                gen_kwargs={
+                    "reader_name": source,
+                    "src_dir": str(src_dir),
+                    "reader_options": dict(reader_options or {}),
+                    "source_name": info.name,
+                    "default_license": info.license,
+                },
+            )
+        except DatasetGenerationError as error:
+            # datasets wraps the reader's own error (a missing column, a bad layout): surface that one.
+            if isinstance(error.__cause__, Exception):
+                raise error.__cause__ from None
+            raise
+        total = len(records)
+        if total == 0:
+            raise BuildError(f"the {source} reader found no records in {src_dir}")
+
+        # Images
+        processed = records.map(
+            _prepare_batch,
+            batched=True,
+            batch_size=8,
+            num_proc=num_proc if num_proc and num_proc > 1 else None,
+            fn_kwargs={"max_side": max_side, "max_pixels": max_pixels},
+            features=_image_features(generator_features),
+            remove_columns=["image_bytes"],
+            writer_batch_size=IMAGE_WRITER_BATCH_SIZE,
+            desc="Decoding images",
+        )
+
+        # Skips, duplicates, splits
+        reasons = _column(processed, "skip_reason")
+        ids, paths, details = _column(processed, "id"), _column(processed, "image_path"), _column(processed, "skip_detail")
+        skipped_items = [
+            {"index": i, "id": ids[i], "image": paths[i], "reason": reason, "detail": details[i]}
+            for i, reason in enumerate(reasons)
+            if reason is not None
+        ]
+        skip_counts = dict(sorted(Counter(item["reason"] for item in skipped_items).items()))
+        skip_fraction = len(skipped_items) / total
+        report = {
+            "source": info.name,
+            "reader": source,
+            "src_dir": str(src_dir),
+            "out_dir": str(out_dir),
+            "command": command,
+            "radtune_dataprep_version": __version__,
+            "phantom": marker,
+            "max_side": max_side,
+            "records_read": total,
+            "skipped_total": len(skipped_items),
+            "skip_fraction": round(skip_fraction, 6),
+            "max_skip_fraction": max_skip_fraction,
+            "skipped": skip_counts,
+        }
+        if skip_fraction > max_skip_fraction:
+            report.update(status="failed", skipped_items=skipped_items)
+            _write_json(failed_report_path(out_dir), report)
+            raise TooManySkipsError(
+                f"{len(skipped_items)} of {total} records skipped ({skip_fraction:.1%} > {max_skip_fraction:.1%}): "
+                f"{', '.join(f'{k}={v}' for k, v in skip_counts.items())}. Nothing was written; the skipped records "
+                f"are listed in {failed_report_path(out_dir)}."
+            )
+
+        hashes = _column(processed, "image_sha256")
+        dedupe_columns = [_column(processed, name) for name in reader.dedupe_on]
+        first_of: dict[tuple, int] = {}
+        duplicates, keep = [], []
+        for i, digest in enumerate(hashes):
+            if reasons[i] is not None:
+                continue
+            key = (digest, *(column[i] for column in dedupe_columns))
+            first = first_of.setdefault(key, i)
+            if first != i:
+                duplicates.append({"index": i, "id": ids[i], "image": paths[i], "duplicate_of": ids[first]})
+            else:
+                keep.append(i)
+        if not keep:
+            raise BuildError(f"no records left after skipping {len(skipped_items)} and dropping duplicates")
+
+        official = _column(processed, "split")
+        patients = _column(processed, "patient_id")
+        studies = _column(processed, "study_id")
+        group_keys = [patients[i] or studies[i] or ids[i] or paths[i] or str(i) for i in keep]
+        splits = assign_splits([official[i] for i in keep], group_keys, ratios)
+        check_patient_leakage([patients[i] for i in keep], splits)
+        split_indices: dict[str, list[int]] = {name: [] for name in SPLIT_NAMES}
+        for index, split in zip(keep, splits, strict=False):
+            split_indices[split].append(index)
+
+        empty = [
+            name
+            for name in (*STRING_FIELDS, *LIST_FIELDS)
+            if name not in _ALWAYS_KEPT and processed.data.column(name).null_count == total
+        ]
+        drop = [c for c in processed.column_names if c in _INTERNAL or c in empty]
+        dataset = DatasetDict(
+            {
+                name: processed.select(indices).remove_columns(drop)
+                for name, indices in split_indices.items()
+                if indices
+            }
+        )
+
+        # Write
+        staged = work / "dataset"
+        # save_to_disk copies up to 1000 rows (about 100 MB) at a time, the largest buffer of the whole build when
+        # rows hold images; it reads this setting when called, so smaller batches keep the memory flat.
+        batch_setting = datasets.config.DEFAULT_MAX_BATCH_SIZE
+        datasets.config.DEFAULT_MAX_BATCH_SIZE = IMAGE_WRITER_BATCH_SIZE
+        try:
+            dataset.save_to_disk(str(staged))
+        finally:
+            datasets.config.DEFAULT_MAX_BATCH_SIZE = batch_setting
+        report.update(
+            status="ok",
+            kept=len(keep),
+            duplicates_dropped=len(duplicates),
+            splits={name: len(split) for name, split in dataset.items()},
+            features={name: str(feature) for name, feature in next(iter(dataset.values())).features.items()},
+            seconds=round(time.time() - started, 2),
+            skipped_items=skipped_items,
+            duplicates=duplicates,
+        )
+        _write_json(staged / REPORT_NAME, report)
+        (staged / "README.md").write_text(render_card(info, report), encoding="utf-8")
+        _move_into_place(staged, out_dir, work)
+        stale = failed_report_path(out_dir)
+        if stale.exists():
+            stale.unlink()
+        return report
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _move_into_place(staged: Path, out_dir: Path, work: Path) -> None:
+    if out_dir.exists():
+        old = work / "previous"
+        os.replace(out_dir, old)
+    os.replace(staged, out_dir)
+
+
+def default_command() -> str:
+    """The command line of this process, for the report and the card."""
+    args = [Path(sys.argv[0]).name, *sys.argv[1:]] if sys.argv else []
+    return " ".join(args)
+
+
+__all__ = ["BuildError", "TooManySkipsError", "build_dataset", "REPORT_NAME", "failed_report_path"]

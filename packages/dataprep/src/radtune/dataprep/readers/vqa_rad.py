@@ -1,0 +1,48 @@
+"""VQA-RAD as downloaded from OSF: `VQA_RAD Dataset Public.json` and `VQA_RAD Image Folder/`.
+
+Missing fields are the string `"NULL"` and some answers are ints; both are normalised. The test split is the
+questions whose `phrase_type` is `test_freeform` or `test_para`; the rest is train.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..records import MissingColumnError, Reader, SourceLayoutError, clean_text
+
+TEST_PHRASE_TYPES = ("test_freeform", "test_para")
+REQUIRED = ("image_name", "question", "answer")
+
+
+def read(root: str | Path) -> Iterator[dict]:
+    root = Path(root)
+    candidates = [root / "VQA_RAD Dataset Public.json"] + sorted(root.glob("*.json"))
+    path = next((c for c in candidates if c.is_file()), None)
+    if path is None:
+        raise SourceLayoutError(f"{root}: no 'VQA_RAD Dataset Public.json'")
+    images = root / "VQA_RAD Image Folder"
+    if not images.is_dir():
+        images = next((p for p in root.iterdir() if p.is_dir() and "image" in p.name.lower()), images)
+    items = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(items, list):
+        raise ValueError(f"{path}: expected a JSON list of questions")
+    for number, item in enumerate(items):
+        for key in REQUIRED:
+            if key not in item:
+                raise MissingColumnError(path, key, item.keys())
+        phrase_type = clean_text(item.get("phrase_type")).lower()
+        answer_type = clean_text(item.get("answer_type")).upper()
+        yield {
+            "image": str(images / clean_text(item["image_name"])),
+            "id": clean_text(item.get("qid")) or str(number),
+            "question": clean_text(item["question"]),
+            "answer": clean_text(item["answer"]),
+            "answer_type": answer_type or None,
+            "study_id": Path(clean_text(item["image_name"])).stem or None,
+            "split": "test" if phrase_type in TEST_PHRASE_TYPES else "train",
+        }
+
+
+READER = Reader("vqa-rad", read, required_text=("question", "answer"), dedupe_on=("question", "answer"))

@@ -1,0 +1,422 @@
+"""The build: every layout end to end, bad input counted or refused, splits, duplicates, atomic output, the card,
+the phantom marker, and the `build` / `info` / `push` commands."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import struct
+import subprocess
+import sys
+import textwrap
+import zlib
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from dataprep_layouts import (
+    make_chexpert_plus,
+    make_imagefolder_csv,
+    make_mimic,
+    make_nih,
+    make_pathvqa,
+    make_roco_kaggle,
+    make_roco_original,
+    make_rocov2,
+    make_slake,
+    make_vqa_rad,
+    write_image,
+    write_text,
+)
+from datasets import load_from_disk
+from PIL import Image
+
+from radtune.dataprep import build as build_module
+from radtune.dataprep.build import TooManySkipsError, build_dataset, failed_report_path
+from radtune.dataprep.build_cli import build as build_command
+from radtune.dataprep.build_cli import info as info_command
+from radtune.dataprep.card import parse_card_metadata
+from radtune.dataprep.records import MissingColumnError
+from radtune.dataprep.splits import PatientLeakageError
+
+LAYOUTS = {
+    "rocov2": (make_rocov2, {"train": 2, "validation": 2, "test": 2}),
+    "roco": (make_roco_original, {"train": 3, "validation": 1, "test": 1}),
+    "mimic-cxr": (make_mimic, {"train": 3, "validation": 1, "test": 1}),
+    "chexpert-plus": (make_chexpert_plus, {"train": 3, "validation": 1}),
+    "nih": (make_nih, None),
+    "vqa-rad": (make_vqa_rad, {"train": 2, "test": 2}),
+    "slake": (make_slake, {"train": 2, "validation": 1, "test": 1}),
+    "pathvqa": (make_pathvqa, {"train": 4, "validation": 2, "test": 2}),
+    "imagefolder-csv": (make_imagefolder_csv, None),
+}
+
+
+def leftovers(parent: Path) -> list[str]:
+    return [p.name for p in parent.iterdir() if ".building-" in p.name]
+
+
+@pytest.mark.parametrize("source", sorted(LAYOUTS))
+def test_every_layout_builds(tmp_path, source):
+    maker, expected = LAYOUTS[source]
+    root = maker(tmp_path / "src")
+    report = build_dataset(source, root, tmp_path / "out", max_skip_fraction=0.25, max_side=12)
+    dataset = load_from_disk(str(tmp_path / "out"))
+    if expected:
+        assert {name: len(split) for name, split in dataset.items()} == expected
+    first = next(iter(dataset.values()))[0]
+    assert isinstance(first["image"], Image.Image) and first["image"].mode in ("L", "RGB")
+    assert max(first["image"].size) <= 12
+    assert first["source"] == source and first["license"]
+    assert "split" not in first and "image_path" not in first and "skip_reason" not in first
+    assert report["status"] == "ok" and (tmp_path / "out" / "build_report.json").is_file()
+    assert leftovers(tmp_path) == []
+
+
+def test_report_sources_have_report_columns(tmp_path):
+    build_dataset("mimic-cxr", make_mimic(tmp_path / "src"), tmp_path / "out")
+    train = load_from_disk(str(tmp_path / "out"))["train"]
+    assert {"text", "findings", "impression", "labels", "patient_id", "study_id", "view"} <= set(train.column_names)
+    assert "question" not in train.column_names  # columns no record fills are dropped
+    assert train[0]["impression"] == "No acute cardiopulmonary process."
+
+
+def test_nih_patient_level_split_and_mode_normalisation(tmp_path):
+    build_dataset("nih", make_nih(tmp_path / "src", kaggle=True), tmp_path / "out")
+    dataset = load_from_disk(str(tmp_path / "out"))
+    patients = {name: set(split["patient_id"]) for name, split in dataset.items()}
+    assert patients["test"] == {"5", "6"}  # test_list.txt, by patient
+    assert not (patients["train"] & patients.get("validation", set()))
+    modes = {image.mode for split in dataset.values() for image in split["image"]}
+    assert modes == {"L"}  # the RGBA image became L
+
+
+def test_mimic_dicom_original_builds(tmp_path):
+    build_dataset("mimic-cxr", make_mimic(tmp_path / "src", dicom=True), tmp_path / "out", max_side=64)
+    image = load_from_disk(str(tmp_path / "out"))["train"][0]["image"]
+    assert image.format == "PNG" and image.mode == "L" and image.size == (64, 64)
+
+
+def test_num_proc_two_gives_the_same_dataset(tmp_path):
+    root = make_nih(tmp_path / "src")
+    build_dataset("nih", root, tmp_path / "one", num_proc=1)
+    build_dataset("nih", root, tmp_path / "two", num_proc=2)
+    one, two = load_from_disk(str(tmp_path / "one")), load_from_disk(str(tmp_path / "two"))
+    assert {k: v["id"] for k, v in one.items()} == {k: v["id"] for k, v in two.items()}
+
+
+# Bad input ------------------------------------------------------------------------------------------------------
+
+
+def _bomb_png(path: Path, width: int = 30_000, height: int = 30_000) -> None:
+    """A small PNG whose header declares a huge image (a decompression bomb)."""
+    buffer = io.BytesIO()
+    Image.new("L", (1, 1)).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    ihdr = struct.pack(">II", width, height) + bytes(data[24:29])
+    data[16:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr) & 0xFFFFFFFF)
+    path.write_bytes(bytes(data))
+
+
+def make_bad_inputs(root: Path) -> Path:
+    rows = [(f"img/{n}.png", f"caption {n}", f"P{n}") for n in range(10)]
+    rows += [("img/missing.png", "a missing file", "P20"), ("img/garbage.png", "not an image", "P21"),
+             ("img/truncated.png", "half a file", "P22"), ("img/bomb.png", "a bomb", "P23"),
+             ("img/empty_text.png", "", "P24")]
+    make_imagefolder_csv(root, rows=rows)
+    (root / "img" / "missing.png").unlink()
+    (root / "img" / "garbage.png").write_bytes(b"this is not a png" * 10)
+    whole = (root / "img" / "truncated.png")
+    write_image(whole, size=(32, 32))
+    whole.write_bytes(whole.read_bytes()[:200])
+    _bomb_png(root / "img" / "bomb.png")
+    return root
+
+
+def test_bad_images_and_empty_texts_are_skipped_counted_and_listed(tmp_path):
+    root = make_bad_inputs(tmp_path / "src")
+    report = build_dataset("imagefolder-csv", root, tmp_path / "out", max_skip_fraction=0.5)
+    assert report["skipped"] == {
+        "empty_text": 1, "missing_image": 1, "oversized_image": 1, "truncated_image": 1, "unreadable_image": 1
+    }
+    assert report["kept"] == 10 and report["records_read"] == 15
+    saved = json.loads((tmp_path / "out" / "build_report.json").read_text())
+    listed = {item["image"].rsplit("/", 1)[-1]: item["reason"] for item in saved["skipped_items"]}
+    assert listed == {"missing.png": "missing_image", "garbage.png": "unreadable_image",
+                      "truncated.png": "truncated_image", "bomb.png": "oversized_image",
+                      "empty_text.png": "empty_text"}
+    assert sum(len(split) for split in load_from_disk(str(tmp_path / "out")).values()) == 10
+
+
+def test_too_many_skips_fails_and_writes_nothing(tmp_path):
+    root = make_bad_inputs(tmp_path / "src")
+    with pytest.raises(TooManySkipsError, match=r"5 of 15 records skipped"):
+        build_dataset("imagefolder-csv", root, tmp_path / "out")  # default 5%
+    assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
+    failed = json.loads(failed_report_path(tmp_path / "out").read_text())
+    assert failed["status"] == "failed" and len(failed["skipped_items"]) == 5
+
+
+def test_build_command_exits_non_zero_on_too_many_skips(tmp_path):
+    root = make_bad_inputs(tmp_path / "src")
+    result = CliRunner().invoke(build_command, ["imagefolder-csv", str(root), str(tmp_path / "out")])
+    assert result.exit_code != 0 and "records skipped" in result.output
+    result = CliRunner().invoke(
+        build_command, ["imagefolder-csv", str(root), str(tmp_path / "out"), "--max-skip-fraction", "0.4"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "Skipped 5" in result.output
+
+
+def test_missing_required_column_names_file_and_column(tmp_path):
+    root = make_nih(tmp_path / "src")
+    table = root / "Data_Entry_2017.csv"
+    table.write_text(table.read_text().replace("Patient ID", "PatientID"))
+    with pytest.raises(MissingColumnError, match=r"Data_Entry_2017\.csv: required column 'Patient ID' is missing"):
+        build_dataset("nih", root, tmp_path / "out")
+    result = CliRunner().invoke(build_command, ["nih", str(root), str(tmp_path / "out")])
+    assert result.exit_code != 0 and "Data_Entry_2017.csv" in result.output and "'Patient ID'" in result.output
+    assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
+
+
+def test_roco_kaggle_missing_files_are_counted(tmp_path):
+    report = build_dataset("roco", make_roco_kaggle(tmp_path / "src", missing=1), tmp_path / "out",
+                           max_skip_fraction=0.25)
+    assert report["skipped"] == {"missing_image": 1} and report["kept"] == 4
+
+
+def test_vqa_rad_null_question_is_counted_as_empty_text(tmp_path):
+    report = build_dataset("vqa-rad", make_vqa_rad(tmp_path / "src"), tmp_path / "out", max_skip_fraction=0.25)
+    assert report["skipped"] == {"empty_text": 1}
+    train = load_from_disk(str(tmp_path / "out"))["train"]
+    assert train["answer"] == ["no", "2"]  # the int answer became a string
+
+
+# Splits and duplicates ------------------------------------------------------------------------------------------
+
+
+def test_patient_in_two_official_splits_fails_loudly(tmp_path):
+    rows = [("img/a.png", "first", "P1", "train"), ("img/b.png", "second", "P1", "test"),
+            ("img/c.png", "third", "P2", "train")]
+    make_imagefolder_csv(tmp_path / "src", rows=rows, header="file_name,text,patient_id,split")
+    with pytest.raises(PatientLeakageError, match="P1: test, train"):
+        build_dataset("imagefolder-csv", tmp_path / "src", tmp_path / "out")
+    assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
+
+
+def test_hash_split_keeps_patients_together(tmp_path):
+    rows = [(f"img/{n}.png", f"caption {n}", f"P{n // 4}") for n in range(80)]
+    make_imagefolder_csv(tmp_path / "src", rows=rows)
+    build_dataset("imagefolder-csv", tmp_path / "src", tmp_path / "out", ratios=(0.6, 0.2, 0.2))
+    dataset = load_from_disk(str(tmp_path / "out"))
+    assert set(dataset) == {"train", "validation", "test"}
+    seen = {}
+    for name, split in dataset.items():
+        for patient in split["patient_id"]:
+            assert seen.setdefault(patient, name) == name
+
+
+def test_exact_duplicate_images_are_dropped_and_counted(tmp_path):
+    root = make_imagefolder_csv(tmp_path / "src")
+    (root / "img" / "5.png").write_bytes((root / "img" / "1.png").read_bytes())
+    # The same pixels in another format are the same image too.
+    Image.open(root / "img" / "1.png").save(root / "img" / "6.png", format="PNG", compress_level=9)
+    report = build_dataset("imagefolder-csv", root, tmp_path / "out")
+    assert report["duplicates_dropped"] == 2 and report["kept"] == 7
+    assert {d["id"] for d in report["duplicates"]} == {"img/5.png", "img/6.png"}
+    assert all(d["duplicate_of"] == "img/1.png" for d in report["duplicates"])
+
+
+def test_vqa_questions_on_one_image_are_not_duplicates(tmp_path):
+    report = build_dataset("pathvqa", make_pathvqa(tmp_path / "src"), tmp_path / "out")
+    assert report["duplicates_dropped"] == 0 and report["kept"] == 8
+
+
+# Atomic output --------------------------------------------------------------------------------------------------
+
+
+def test_failure_mid_build_leaves_no_output(tmp_path, monkeypatch):
+    root = make_nih(tmp_path / "src")
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("simulated crash while writing")
+
+    monkeypatch.setattr("radtune.dataprep.card.render_card", explode)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        build_dataset("nih", root, tmp_path / "out")
+    assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
+
+
+def test_failed_rebuild_keeps_the_previous_dataset(tmp_path, monkeypatch):
+    root = make_nih(tmp_path / "src")
+    build_dataset("nih", root, tmp_path / "out")
+    before = sorted(p.name for p in (tmp_path / "out").iterdir())
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("simulated crash")
+
+    monkeypatch.setattr(build_module, "_prepare_batch", explode)
+    with pytest.raises(Exception, match="simulated crash"):
+        build_dataset("nih", root, tmp_path / "out", overwrite=True)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == before
+    with pytest.raises(FileExistsError):
+        build_dataset("nih", root, tmp_path / "out")
+
+
+# The card and the phantom marker --------------------------------------------------------------------------------
+
+
+def test_card_yaml_and_body(tmp_path):
+    build_dataset("mimic-cxr", make_mimic(tmp_path / "src"), tmp_path / "out", command="radtune data build x")
+    card = (tmp_path / "out" / "README.md").read_text()
+    metadata = parse_card_metadata(card)
+    assert metadata["license"] == "other"
+    assert metadata["license_name"] == "physionet-credentialed-health-data-license-1.5.0"
+    assert "image-to-text" in metadata["task_categories"] and "medical" in metadata["tags"]
+    assert metadata["configs"] == [{"config_name": "default", "data_files": [
+        {"split": "train", "path": "data/train-*"}, {"split": "validation", "path": "data/validation-*"},
+        {"split": "test", "path": "data/test-*"}]}]
+    assert "## Data use agreement" in card and "PhysioNet" in card
+    assert "| train | 3 |" in card and "radtune data build x" in card and "@article{johnson2019mimiccxr" in card
+
+
+def test_own_data_licence_reaches_rows_and_card(tmp_path):
+    root = make_imagefolder_csv(tmp_path / "src")
+    build_dataset("imagefolder-csv", root, tmp_path / "out", reader_options={"license": "cc-by-4.0"})
+    assert set(load_from_disk(str(tmp_path / "out"))["train"]["license"]) == {"cc-by-4.0"}
+    assert parse_card_metadata((tmp_path / "out" / "README.md").read_text())["license"] == "cc-by-4.0"
+
+
+def test_open_source_card_has_no_notice(tmp_path):
+    build_dataset("nih", make_nih(tmp_path / "src"), tmp_path / "out")
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert parse_card_metadata(card)["license"] == "cc0-1.0" and "Data use agreement" not in card
+
+
+@pytest.mark.parametrize("source,maker", [("mimic-cxr", make_mimic), ("chexpert-plus", make_chexpert_plus)])
+def test_phantom_marker_makes_source_phantom_cc0_without_notice(tmp_path, source, maker):
+    root = maker(tmp_path / "src")
+    marker = {"generator": "radtune.dataprep.phantoms", "version": "0.1.0", "seed": 0, "arguments": {},
+              "source": "phantom", "license": "CC0-1.0", "credentialed": False}
+    write_text(root / "PHANTOM.json", json.dumps(marker))
+    report = build_dataset(source, root, tmp_path / "out")
+    assert report["source"] == "phantom" and report["phantom"]["seed"] == 0
+    dataset = load_from_disk(str(tmp_path / "out"))
+    assert set(dataset["train"]["source"]) == {"phantom"} and set(dataset["train"]["license"]) == {"cc0-1.0"}
+    card = (tmp_path / "out" / "README.md").read_text()
+    metadata = parse_card_metadata(card)
+    assert metadata["license"] == "cc0-1.0" and "license_name" not in metadata
+    assert "Data use agreement" not in card and "PhysioNet" not in card and "research use agreement" not in card
+
+
+# Commands -------------------------------------------------------------------------------------------------------
+
+
+def test_build_and_info_commands(tmp_path):
+    root = make_rocov2(tmp_path / "src")
+    result = CliRunner().invoke(
+        build_command, ["rocov2", str(root), str(tmp_path / "out"), "--max-side", "8", "--num-proc", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "train=2" in result.output
+    report = json.loads((tmp_path / "out" / "build_report.json").read_text())
+    assert report["command"].startswith("radtune data build rocov2 ") and "--max-side 8" in report["command"]
+    result = CliRunner().invoke(info_command, [str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "train: 2 rows" in result.output and "image: Image(" in result.output
+    assert "<image RGB 8x8>" in result.output and "source=rocov2" in result.output
+    result = CliRunner().invoke(info_command, [str(tmp_path / "src")])
+    assert result.exit_code != 0 and "not a dataset folder" in result.output
+
+
+PUSH_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    from datasets import load_dataset, load_from_disk
+    from huggingface_hub import DatasetCard, HfApi
+    from click.testing import CliRunner
+    from radtune.dataprep.build_cli import build, info, push
+
+    src, out, result_path = sys.argv[1:4]
+    user = HfApi().whoami()["name"]
+    results = {}
+    run = CliRunner().invoke(build, ["nih", src, out, "--push-to-hub", f"{user}/nih-private"])
+    results["build_push"] = {"exit_code": run.exit_code, "output": run.output}
+    run = CliRunner().invoke(push, [out, f"{user}/nih-public", "--public"])
+    results["push_public"] = {"exit_code": run.exit_code, "output": run.output}
+    api = HfApi()
+    results["private"] = api.repo_info(f"{user}/nih-private", repo_type="dataset").private
+    results["public"] = api.repo_info(f"{user}/nih-public", repo_type="dataset").private
+    loaded = load_dataset(f"{user}/nih-private")
+    local = load_from_disk(out)
+    results["splits"] = {name: len(split) for name, split in loaded.items()}
+    results["same_pixels"] = all(
+        list(a["image"].getdata()) == list(b["image"].getdata()) and a["id"] == b["id"]
+        for name in local for a, b in zip(local[name], loaded[name])
+    )
+    card = DatasetCard.load(f"{user}/nih-private", repo_type="dataset")
+    card.validate(repo_type="dataset")
+    results["card"] = card.data.to_dict()
+    results["card_text"] = card.text
+    run = CliRunner().invoke(info, [f"{user}/nih-private"])
+    results["info"] = {"exit_code": run.exit_code, "output": run.output}
+    open(result_path, "w").write(json.dumps(results))
+    """
+)
+
+
+@pytest.mark.slow
+def test_push_to_local_hub_loads_back(tmp_path, hub_server):
+    root = make_nih(tmp_path / "src")
+    script = tmp_path / "push.py"
+    script.write_text(PUSH_SCRIPT)
+    env = {**os.environ, **hub_server.client_env(tmp_path / "hf-home")}
+    result_path = tmp_path / "result.json"
+    done = subprocess.run(
+        [sys.executable, str(script), str(root), str(tmp_path / "out"), str(result_path)],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    results = json.loads(result_path.read_text())
+    assert results["build_push"]["exit_code"] == 0, results["build_push"]["output"]
+    assert results["push_public"]["exit_code"] == 0, results["push_public"]["output"]
+    assert results["private"] is True and results["public"] is False
+    local = load_from_disk(str(tmp_path / "out"))
+    assert results["splits"] == {name: len(split) for name, split in local.items()}
+    assert results["same_pixels"] is True
+    assert results["card"]["license"] == "cc0-1.0" and results["card"]["configs"][0]["config_name"] == "default"
+    assert "dataset_info" in results["card"]  # push_to_hub merged its metadata into our card
+    assert "## Splits" in results["card_text"]
+    assert results["info"]["exit_code"] == 0, results["info"]["output"]
+    assert "train: " in results["info"]["output"] and "image: Image(" in results["info"]["output"]
+    yaml.safe_dump(results["card"])
+
+
+@pytest.mark.parametrize("layout", ["mimic-cxr", "chexpert-plus", "nih"])
+def test_generated_phantom_layouts_build_with_the_real_readers(tmp_path, layout):
+    phantoms = pytest.importorskip("radtune.dataprep.phantoms")
+    root = phantoms.generate_phantoms(tmp_path / "src", n=24, layout=layout, image_size=32, seed=0, workers=1)
+    report = build_dataset(layout, root, tmp_path / "out", max_skip_fraction=0.0)
+    assert report["source"] == "phantom" and report["skipped_total"] == 0 and report["kept"] >= 24
+    dataset = load_from_disk(str(tmp_path / "out"))
+    first = next(iter(dataset.values()))
+    assert set(first["source"]) == {"phantom"} and set(first["license"]) == {"cc0-1.0"}
+    assert first[0]["image"].size == (32, 32) and first[0]["labels"] is not None
+    if layout != "nih":
+        assert all(first["text"])
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert parse_card_metadata(card)["license"] == "cc0-1.0" and "Data use agreement" not in card
+
+
+def test_commands_are_registered_under_radtune_data(tmp_path):
+    from radtune.common.cli import cli
+
+    build_dataset("nih", make_nih(tmp_path / "src"), tmp_path / "out")
+    result = CliRunner().invoke(cli, ["data", "info", str(tmp_path / "out"), "--examples", "1"])
+    assert result.exit_code == 0, result.output
+    assert "test: 4 rows" in result.output
+    for command in ("build", "info", "push"):
+        assert CliRunner().invoke(cli, ["data", command, "--help"]).exit_code == 0
