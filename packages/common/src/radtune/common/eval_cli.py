@@ -222,6 +222,8 @@ def label(reports: Path, text_column: str, id_column: str, out: Path | None) -> 
     Example:
       radtune eval label reports.csv --text-column report --out labels.csv
     """
+    from tqdm import tqdm
+
     from radtune.common.labeler import OBSERVATIONS, label_report
 
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
@@ -237,7 +239,8 @@ def label(reports: Path, text_column: str, id_column: str, out: Path | None) -> 
     try:
         writer = csv.writer(handle)
         writer.writerow(header)
-        for number, row in enumerate(rows, start=1):
+        progress = tqdm(rows, desc="labelling reports", unit="report", disable=len(rows) < 1000)
+        for number, row in enumerate(progress, start=1):
             text = row.get(text_column)
             if text is None or None in row:
                 raise _fail(f"{reports}: row {number}: expected {len(columns)} cells")
