@@ -1,0 +1,54 @@
+"""`radtune caption train/train-vqa` pass every other argument to the training module through common's launcher."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from radtune.common.cli import cli
+
+
+@pytest.fixture
+def launched(monkeypatch):
+    from radtune.common import launch
+
+    commands = []
+
+    def record(command, env=None):
+        commands.append(list(command))
+        return 0
+
+    monkeypatch.setattr(launch, "run_launch", record)
+    return commands
+
+
+def test_train_passes_unknown_flags_through_on_the_cpu(launched):
+    args = ["caption", "train", "--cpu", "--config", "r.yaml", "--learning_rate", "1e-4", "--use_peft"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert launched == [[sys.executable, "-m", "radtune.captioning.train", "--config", "r.yaml",
+                         "--learning_rate", "1e-4", "--use_peft"]]  # fmt: skip
+
+
+def test_train_vqa_goes_through_accelerate_with_a_named_config(launched):
+    args = ["caption", "train-vqa", "--accelerate-config", "zero2", "--num-processes", "2", "--config", "v.yaml"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    command = launched[0]
+    assert command[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
+    assert command[command.index("--config_file") + 1].endswith("deepspeed_zero2.yaml")
+    assert command[command.index("--num_processes") + 1] == "2"
+    assert command[-4:] == ["-m", "radtune.captioning.train_vqa", "--config", "v.yaml"]
+
+
+def test_unknown_accelerate_config_is_a_clear_error(launched):
+    result = CliRunner().invoke(cli, ["caption", "train", "--accelerate-config", "zero9"])
+    assert result.exit_code != 0 and "zero9" in result.output and not launched
+
+
+def test_every_caption_command_has_help_with_an_example():
+    for command in ("train", "train-vqa", "evaluate", "predict"):
+        result = CliRunner().invoke(cli, ["caption", command, "--help"])
+        assert result.exit_code == 0 and "radtune caption" in result.output, result.output
