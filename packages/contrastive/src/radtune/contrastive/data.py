@@ -1,0 +1,88 @@
+"""Image–text pairs for contrastive training: radiograph-safe augmentation and the batch collator.
+
+Augmentation stays small, as radiographs allow: a rotation of a few degrees, a crop that keeps most of the
+image, brightness and contrast jitter. No horizontal flip by default: laterality matters (a flipped film shows
+dextrocardia and puts a left effusion on the right, while its report still says "left").
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from PIL import Image, ImageEnhance
+
+from radtune.common.images import load_image
+
+
+@dataclass
+class RadiographAugment:
+    """Random, small geometric and intensity changes of a PIL image.
+
+    Args:
+        rotation_degrees (`float`, *optional*, defaults to `5.0`): rotate by a uniform angle in ±this.
+        crop_min_area (`float`, *optional*, defaults to `0.9`): crop a random region of at least this fraction of
+            the area (aspect ratio kept) and resize it back.
+        brightness (`float`, *optional*, defaults to `0.1`): multiply brightness by a factor in 1 ± this.
+        contrast (`float`, *optional*, defaults to `0.1`): multiply contrast by a factor in 1 ± this.
+        horizontal_flip (`bool`, *optional*, defaults to `False`): flip left-right with probability 0.5.
+    """
+
+    rotation_degrees: float = 5.0
+    crop_min_area: float = 0.9
+    brightness: float = 0.1
+    contrast: float = 0.1
+    horizontal_flip: bool = False
+
+    def __post_init__(self):
+        if not 0 < self.crop_min_area <= 1:
+            raise ValueError(f"crop_min_area must be in (0, 1], got {self.crop_min_area}")
+        for name in ("rotation_degrees", "brightness", "contrast"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+    def __call__(self, image: Image.Image, rng: random.Random | None = None) -> Image.Image:
+        rng = rng or random
+        width, height = image.size
+        if self.crop_min_area < 1:
+            side = rng.uniform(self.crop_min_area, 1.0) ** 0.5
+            crop_w, crop_h = max(1, round(width * side)), max(1, round(height * side))
+            left, top = rng.randint(0, width - crop_w), rng.randint(0, height - crop_h)
+            image = image.crop((left, top, left + crop_w, top + crop_h)).resize((width, height), Image.BILINEAR)
+        if self.rotation_degrees:
+            image = image.rotate(rng.uniform(-self.rotation_degrees, self.rotation_degrees), Image.BILINEAR)
+        if self.brightness:
+            image = ImageEnhance.Brightness(image).enhance(rng.uniform(1 - self.brightness, 1 + self.brightness))
+        if self.contrast:
+            image = ImageEnhance.Contrast(image).enhance(rng.uniform(1 - self.contrast, 1 + self.contrast))
+        if self.horizontal_flip and rng.random() < 0.5:
+            image = image.transpose(Image.FLIP_LEFT_RIGHT)
+        return image
+
+
+def pair_transform(image_column: str, caption_column: str, augment: RadiographAugment | None = None):
+    """A `Dataset.with_transform` function giving `{"image": [PIL RGB], "caption": [str]}` batches."""
+
+    def transform(batch: dict) -> dict:
+        images = [load_image(image, mode="RGB") for image in batch[image_column]]
+        if augment is not None:
+            images = [augment(image) for image in images]
+        return {"image": images, "caption": [str(caption) for caption in batch[caption_column]]}
+
+    return transform
+
+
+@dataclass
+class ContrastiveCollator:
+    """Turns rows of `{"image", "caption"}` into `pixel_values`, `input_ids`, `attention_mask`."""
+
+    tokenizer: object
+    image_processor: object
+    max_length: int = 77
+
+    def __call__(self, rows: list[dict]) -> dict:
+        pixel_values = self.image_processor(images=[row["image"] for row in rows], return_tensors="pt")["pixel_values"]
+        text = self.tokenizer(
+            [row["caption"] for row in rows], padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
+        return {"pixel_values": pixel_values, "input_ids": text["input_ids"], "attention_mask": text["attention_mask"]}

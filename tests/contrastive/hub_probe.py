@@ -1,0 +1,34 @@
+"""Run in a subprocess pointed at the local Hub server (test_dual_encoder.py): train a tiny dual encoder with
+`--push_to_hub`, then load it back by repo id and compare with the local folder. Writes a JSON report."""
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from radtune.contrastive.dual_encoder import DualEncoderModel
+from radtune.contrastive.modeling import load_contrastive
+from radtune.contrastive.train import main
+
+out, dataset, tiny = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+repo_id = "radtune-tester/tiny-dual-encoder-phantom"
+run = out.parent / "run"
+main(["--dataset_name", dataset, "--output_dir", str(run), "--max_steps", "2", "--per_device_train_batch_size", "8",
+      "--use_cpu", "true", "--architecture", "dual-encoder", "--text_model_name_or_path", str(tiny / "text"),
+      "--image_model_name_or_path", str(tiny / "image"), "--projection_dim", "16", "--report_to", "none",
+      "--push_to_hub", "true", "--hub_model_id", repo_id, "--save_strategy", "no"])  # fmt: skip
+local = DualEncoderModel.from_pretrained(run).state_dict()
+pulled_model, processor = load_contrastive(repo_id)
+pulled = pulled_model.state_dict()
+from huggingface_hub import HfApi  # noqa: E402
+
+files = HfApi().list_repo_files(repo_id)
+card = (run / "README.md").read_text()
+out.write_text(json.dumps({
+    "same_keys": sorted(local) == sorted(pulled),
+    "same_weights": all(torch.equal(local[k], pulled[k]) for k in local),
+    "files": files,
+    "tokenizer": type(processor.tokenizer).__name__,
+    "card_mentions_contrastive": "contrastive" in card,
+}))  # fmt: skip

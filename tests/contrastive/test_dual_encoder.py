@@ -1,0 +1,70 @@
+"""The dual encoder: save/load round trip, CLIP-like outputs, freezing by blocks, and a push/pull through the Hub."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from radtune.contrastive.dual_encoder import CONFIG_NAME, DualEncoderModel
+from radtune.contrastive.modeling import block_list, load_contrastive, set_tower_trainable, towers
+
+HERE = Path(__file__).parent
+
+
+def test_save_load_round_trip(tiny_model, tmp_path):
+    folder = tiny_model("dual-encoder")
+    model = DualEncoderModel.from_text_image_pretrained(folder / "text", folder / "image", projection_dim=8,
+                                                        text_pooling="cls")  # fmt: skip
+    with torch.no_grad():
+        model.logit_scale.fill_(3.0)
+    model.save_pretrained(tmp_path / "saved")
+    assert json.loads((tmp_path / "saved" / CONFIG_NAME).read_text())["projection_dim"] == 8
+    loaded = DualEncoderModel.from_pretrained(tmp_path / "saved").eval()
+    model.eval()
+    assert loaded.config == model.config and loaded.logit_scale.item() == 3.0
+    pixels = torch.rand(2, 3, 32, 32)
+    ids = torch.tensor([[2, 10, 11, 3], [2, 12, 3, 0]])
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])
+    with torch.no_grad():
+        a, b = model(input_ids=ids, pixel_values=pixels, attention_mask=mask), loaded(input_ids=ids, pixel_values=pixels, attention_mask=mask)
+    assert torch.allclose(a.logits_per_image, b.logits_per_image)
+    assert a.image_embeds.shape == (2, 8) and torch.allclose(a.image_embeds.norm(dim=-1), torch.ones(2))
+    assert torch.allclose(a.logits_per_text, a.logits_per_image.T)
+    with pytest.raises(ValueError, match=CONFIG_NAME):
+        DualEncoderModel.from_pretrained(folder)  # a plain text/ + image/ folder has no heads
+
+
+def test_block_list_and_partial_unfreezing(tiny_model):
+    model, _ = load_contrastive(tiny_model("clip"))
+    name, blocks = block_list(model.vision_model)
+    assert name == "encoder.layers" and len(blocks) == 2
+    set_tower_trainable(model.vision_model, freeze=True, unfreeze_last_n=1)
+    trainable = {n for n, p in model.vision_model.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith(("encoder.layers.1.", "post_layernorm.")) for n in trainable)
+    assert any(n.startswith("post_layernorm.") for n in trainable)
+    with pytest.raises(ValueError, match="has 2"):
+        set_tower_trainable(model.text_model, freeze=True, unfreeze_last_n=3)
+    folder = tiny_model("dual-encoder")
+    dual = DualEncoderModel.from_text_image_pretrained(folder / "text", folder / "image", projection_dim=8)
+    assert block_list(towers(dual)["image"])[0] == "encoder.stages"
+    assert block_list(towers(dual)["text"])[0] == "encoder.layer"
+
+
+@pytest.mark.slow
+def test_train_push_and_pull_through_the_hub(hub_server, tiny_model, pair_dataset, tmp_path):
+    out = tmp_path / "report.json"
+    env = {**os.environ, **hub_server.client_env(tmp_path / "hf-home")}
+    done = subprocess.run([sys.executable, str(HERE / "hub_probe.py"), str(out), str(pair_dataset),
+                           str(tiny_model("dual-encoder"))], env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    report = json.loads(out.read_text())
+    assert report["same_keys"] and report["same_weights"]
+    assert {"dual_encoder_config.json", "heads.safetensors", "README.md", "text/config.json",
+            "image/preprocessor_config.json"} <= set(report["files"])  # fmt: skip
+    assert report["card_mentions_contrastive"]
