@@ -304,6 +304,7 @@ def main(script_args=None, training_args: ContrastiveConfig | None = None, model
         raise ValueError("push_to_hub needs hub_model_id (namespace/name)")
 
     import torch
+    from transformers import set_seed
 
     from radtune.common.plots import plot_loss_curve
     from radtune.contrastive.data import ContrastiveCollator, RadiographAugment, pair_transform
@@ -313,6 +314,7 @@ def main(script_args=None, training_args: ContrastiveConfig | None = None, model
     ################
     # Model
     ################
+    set_seed(training_args.seed)  # before the model: a new dual encoder's heads are drawn here
     model, processor = load_model(model_args)
     tower = towers(model)
     set_tower_trainable(tower["image"], model_args.freeze_vision_tower, model_args.unfreeze_last_n_vision_blocks)
