@@ -11,7 +11,7 @@ from radtune.contrastive.dual_encoder import DualEncoderModel
 from radtune.contrastive.modeling import load_contrastive
 from radtune.contrastive.train import main
 
-out, dataset, tiny = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+out, dataset, tiny, tiny_clip = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4])
 repo_id = "radtune-tester/tiny-dual-encoder-phantom"
 run = out.parent / "run"
 main(["--dataset_name", dataset, "--output_dir", str(run), "--max_steps", "2", "--per_device_train_batch_size", "8",
@@ -25,10 +25,16 @@ from huggingface_hub import HfApi  # noqa: E402
 
 files = HfApi().list_repo_files(repo_id)
 card = (run / "README.md").read_text()
+# A CLIP repo loads through transformers directly (no dual-encoder config in it).
+from radtune.common.hub import push_folder  # noqa: E402
+
+push_folder(tiny_clip, "radtune-tester/tiny-clip-contrastive")
+clip_model, _ = load_contrastive("radtune-tester/tiny-clip-contrastive")
 out.write_text(json.dumps({
     "same_keys": sorted(local) == sorted(pulled),
     "same_weights": all(torch.equal(local[k], pulled[k]) for k in local),
     "files": files,
     "tokenizer": type(processor.tokenizer).__name__,
     "card_mentions_contrastive": "contrastive" in card,
+    "clip_class": type(clip_model).__name__,
 }))  # fmt: skip

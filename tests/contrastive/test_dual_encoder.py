@@ -61,10 +61,11 @@ def test_train_push_and_pull_through_the_hub(hub_server, tiny_model, pair_datase
     out = tmp_path / "report.json"
     env = {**os.environ, **hub_server.client_env(tmp_path / "hf-home")}
     done = subprocess.run([sys.executable, str(HERE / "hub_probe.py"), str(out), str(pair_dataset),
-                           str(tiny_model("dual-encoder"))], env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+                           str(tiny_model("dual-encoder")), str(tiny_model("clip"))], env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr[-4000:]
     report = json.loads(out.read_text())
     assert report["same_keys"] and report["same_weights"]
     assert {"dual_encoder_config.json", "heads.safetensors", "README.md", "text/config.json",
             "image/preprocessor_config.json"} <= set(report["files"])  # fmt: skip
     assert report["card_mentions_contrastive"]
+    assert report["clip_class"] == "CLIPModel"

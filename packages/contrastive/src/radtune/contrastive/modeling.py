@@ -58,21 +58,37 @@ def load_processor(text_source: str | Path, image_source: str | Path, architectu
     )
 
 
+def _hub_repo_is_dual_encoder(repo_id: str) -> bool:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    from radtune.contrastive.dual_encoder import CONFIG_NAME
+
+    try:
+        hf_hub_download(repo_id, CONFIG_NAME)
+    except EntryNotFoundError:
+        return False
+    return True
+
+
 def load_contrastive(name_or_path: str | Path) -> tuple[nn.Module, ContrastiveProcessor]:
     """Open a trained contrastive model (a CLIP checkpoint or a saved dual encoder) with its processor.
 
     Args:
         name_or_path (`str` or `Path`): local folder or Hub repo id.
     """
-    from radtune.common.hub import resolve_model_path
-
-    folder = resolve_model_path(name_or_path)
-    if is_dual_encoder(folder):
-        model = DualEncoderModel.from_pretrained(folder)
-        return model, load_processor(folder / TEXT_DIR, folder / IMAGE_DIR, "dual-encoder")
     from transformers import CLIPModel
 
-    return CLIPModel.from_pretrained(folder), load_processor(folder, folder, "clip")
+    from radtune.common.hub import resolve_model_path
+
+    if Path(name_or_path).exists() or _hub_repo_is_dual_encoder(str(name_or_path)):
+        folder = resolve_model_path(name_or_path)
+        if is_dual_encoder(folder):
+            return DualEncoderModel.from_pretrained(folder), load_processor(folder / TEXT_DIR, folder / IMAGE_DIR,
+                                                                            "dual-encoder")  # fmt: skip
+        return CLIPModel.from_pretrained(folder), load_processor(folder, folder, "clip")
+    # A Hub CLIP: let transformers fetch only the files it needs (the repo may also hold TF and Flax weights).
+    return CLIPModel.from_pretrained(name_or_path), load_processor(name_or_path, name_or_path, "clip")
 
 
 def towers(model: nn.Module) -> dict[str, nn.Module]:
