@@ -161,6 +161,7 @@ def test_evaluate_writes_csv_and_metrics_for_an_adapter(vitgpt2_lora, caption_da
     result = CliRunner().invoke(cli, [
         "caption", "evaluate", "--model", str(out), "--dataset", str(caption_dataset), "--split", "test",
         "--out", str(tmp_path), "--text-field", "impression", "--no-meteor", "--batch-size", "3",
+        "--baseline-caption", "No acute cardiopulmonary process.",
     ])  # fmt: skip
     assert result.exit_code == 0, result.output
     rows = (tmp_path / "evaluation_results.csv").read_text().splitlines()
@@ -169,6 +170,13 @@ def test_evaluate_writes_csv_and_metrics_for_an_adapter(vitgpt2_lora, caption_da
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["meta"]["split"] == "test" and metrics["meta"]["n"] == 4
     assert set(metrics["metrics"]) >= {"bleu_1", "bleu_2", "bleu_3", "bleu_4", "rouge_l", "cider"}
+    # The constant caption is scored on the same references, through the same metric code.
+    from radtune.common.metrics.captioning import caption_metrics
+    from radtune.common.metrics.io import read_results
+
+    references = [row["references"] for row in read_results(tmp_path / "evaluation_results.csv")]
+    constant = caption_metrics(["No acute cardiopulmonary process."] * 4, references, meteor=False).metrics
+    assert metrics["metrics"]["constant_baseline/cider"] == pytest.approx(constant["cider"])
 
 
 def test_predict_prints_a_caption_for_a_full_model_and_a_dicom(blip_full, tmp_path):

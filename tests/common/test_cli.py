@@ -62,10 +62,13 @@ def test_every_command_help_shows_an_example():
     root_ctx = click.Context(cli, info_name="radtune")
     commands = list(_all_commands(cli, root_ctx))
     assert commands
+    missing = []
     for path, _command in commands:
         result = CliRunner().invoke(cli, [*path, "--help"])
         assert result.exit_code == 0, (path, result.output)
-        assert "Example" in result.output, f"`radtune {' '.join(path)} --help` shows no example"
+        if "Example" not in result.output:
+            missing.append("radtune " + " ".join(path))
+    assert missing == [], f"these commands' --help shows no example: {missing}"
 
 
 def test_broken_plugin_does_not_take_the_cli_down(monkeypatch):

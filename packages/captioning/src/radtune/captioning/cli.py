@@ -52,7 +52,7 @@ def _with_launch_options(function):
     "train",
     context_settings=PASS_THROUGH,
     epilog="""\b
-Every other argument goes to radtune.captioning.train (see `python -m radtune.captioning.train --help`):
+Examples (every other argument goes to radtune.captioning.train; see `python -m radtune.captioning.train --help`):
   radtune caption train --config packages/captioning/recipes/rocov2_vitgpt2_lora.yaml --num_train_epochs 3
   radtune caption train --accelerate-config multi_gpu --num-processes 4 --config packages/captioning/recipes/roco_blip.yaml
   radtune caption train --cpu --config packages/captioning/recipes/phantom_cpu_vitgpt2.yaml""",
@@ -68,7 +68,7 @@ def train(ctx: click.Context, accelerate_config: str | None, cpu: bool, num_proc
     "train-vqa",
     context_settings=PASS_THROUGH,
     epilog="""\b
-Every other argument goes to radtune.captioning.train_vqa:
+Examples (every other argument goes to radtune.captioning.train_vqa):
   radtune caption train-vqa --config packages/captioning/recipes/vqa_rad_blip.yaml""",
 )
 @_with_launch_options
@@ -98,8 +98,10 @@ Examples:
 @click.option("--num-beams", type=int, help="Beam search width (default: the model's saved setting).")
 @click.option("--no-meteor", is_flag=True, help="Skip METEOR (it starts a JVM).")
 @click.option("--device", help="cuda, cpu, … (default: CUDA when available).")
+@click.option("--baseline-caption", help='Also score this constant caption (e.g. "No acute cardiopulmonary process.") '
+              "against the same references, as the bar to clear.")  # fmt: skip
 def evaluate(model_name, dataset, split, out_dir, text_field, batch_size, max_samples, max_new_tokens, num_beams,
-             no_meteor, device) -> None:  # fmt: skip
+             no_meteor, device, baseline_caption) -> None:  # fmt: skip
     """Generate for a dataset split and write evaluation_results.csv and metrics.json."""
     from radtune.captioning.evaluation import evaluate_dataset
     from radtune.captioning.modeling import load_captioner
@@ -117,7 +119,8 @@ def evaluate(model_name, dataset, split, out_dir, text_field, batch_size, max_sa
     try:
         metrics = evaluate_dataset(
             captioner, rows, out_dir, text_field=text_field, batch_size=batch_size, max_samples=max_samples,
-            meta={"model": model_name, "dataset": dataset, "split": split}, meteor=not no_meteor, **overrides,
+            meta={"model": model_name, "dataset": dataset, "split": split}, meteor=not no_meteor,
+            baseline_caption=baseline_caption, **overrides,
         )  # fmt: skip
     except ValueError as error:
         raise click.ClickException(str(error)) from error

@@ -84,6 +84,7 @@ def evaluate_dataset(
     max_samples: int | None = None,
     meta: dict | None = None,
     meteor: bool = True,
+    baseline_caption: str | None = None,
     **generation_kwargs,
 ) -> dict[str, float]:
     """Generate for every row of `dataset`, score, and write the result files into `out_dir`.
@@ -98,6 +99,8 @@ def evaluate_dataset(
         max_samples (`int`, *optional*): evaluate only the first this many rows.
         meta (`dict`, *optional*): `metrics.json`'s `meta` fields (`model`, `dataset`, `split`, `seed`, or others).
         meteor (`bool`, *optional*, defaults to `True`): compute METEOR (slow: a JVM loading WordNet).
+        baseline_caption (`str`, *optional*): a constant caption (e.g. "No acute cardiopulmonary process.") scored
+            against the same references, under `constant_baseline/…`: the bar a captioner must clear.
         generation_kwargs: passed to `generate` (`max_new_tokens`, `num_beams`).
 
     Returns:
@@ -144,9 +147,14 @@ def evaluate_dataset(
     else:
         from radtune.common.metrics.captioning import caption_metrics
 
-        scored = caption_metrics(predictions, [row["references"] for row in rows], meteor=meteor)
+        references = [row["references"] for row in rows]
+        scored = caption_metrics(predictions, references, meteor=meteor)
         metrics = dict(scored.metrics)
-        extra = {"tokenizer": scored.tokenizer, "unavailable": scored.unavailable, "text_field": text_field}
+        if baseline_caption is not None:
+            baseline = caption_metrics([baseline_caption] * len(rows), references, meteor=meteor).metrics
+            metrics.update({f"constant_baseline/{name}": value for name, value in baseline.items()})
+            extra["baseline_caption"] = baseline_caption
+        extra.update(tokenizer=scored.tokenizer, unavailable=scored.unavailable, text_field=text_field)
         if text_field in REPORT_FIELDS:
             from radtune.common.metrics.clinical import clinical_label_metrics
 

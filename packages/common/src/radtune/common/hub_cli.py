@@ -19,6 +19,10 @@ _REVISION = click.option("--revision", help="Branch, tag or commit (default: mai
 @click.group(
     "hub",
     epilog="""\b
+Examples:
+  radtune hub push runs/llava-slake me/llava-slake-lora          # private, with a model card
+  radtune hub pull me/llava-slake-lora adapters/slake
+
 The token comes from HF_TOKEN or `hf auth login`; set HF_ENDPOINT to use another Hub.""",
 )
 def hub() -> None:
