@@ -73,8 +73,10 @@ def test_dual_encoder_triplet_with_last_text_block_unfrozen(tiny_model, pair_dat
                     "--text_model_name_or_path", str(folder / "text"), "--image_model_name_or_path", str(folder / "image"),
                     "--projection_dim", "16", "--loss", "triplet", "--triplet_mining", "semi-hard",
                     "--freeze_text_tower", "true", "--unfreeze_last_n_text_blocks", "1",
-                    "--caption_column", "impression", "--learning_rate", "1e-2", "--report_to", "none"])  # fmt: skip
+                    "--caption_column", "impression", "--learning_rate", "1e-2", "--report_to", "tensorboard"])  # fmt: skip
     assert losses(trainer) and all(math.isfinite(value) for value in losses(trainer))
+    # The TensorBoard logger records the model's config: the dual encoder's must serialise like a transformers one.
+    assert list(out.rglob("events.out.tfevents.*"))
     fresh = DualEncoderModel.from_text_image_pretrained(folder / "text", folder / "image", projection_dim=16)
     before, after = fresh.state_dict(), trainer.model.state_dict()
     assert unchanged(before, after, "text_model.embeddings.")

@@ -65,6 +65,14 @@ class DualEncoderConfig:
         if self.projection_dim < 1:
             raise ValueError(f"projection_dim must be >= 1, got {self.projection_dim}")
 
+    # The Trainer's loggers (TensorBoard, W&B, …) record `model.config` through these two, as for a
+    # transformers config.
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json_string(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
 
 @dataclass
 class DualEncoderOutput(ModelOutput):
@@ -181,7 +189,7 @@ class DualEncoderModel(nn.Module):
         folder = Path(save_directory)
         folder.mkdir(parents=True, exist_ok=True)
         kwargs.pop("state_dict", None)  # the Trainer passes one; each part saves its own weights
-        (folder / CONFIG_NAME).write_text(json.dumps(asdict(self.config), indent=2) + "\n")
+        (folder / CONFIG_NAME).write_text(self.config.to_json_string())
         save_file({name: t.detach().cpu().contiguous() for name, t in self.head_state_dict().items()},
                   str(folder / HEADS_NAME), metadata={"format": "pt"})  # fmt: skip
         self.text_model.save_pretrained(folder / TEXT_DIR, **kwargs)
