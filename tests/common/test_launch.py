@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from radtune.common.launch import accelerate_config_names, accelerate_config_path, launch_command
+from radtune.common.launch import accelerate_config_names, accelerate_config_path, launch_command, training_command
 
 REQUIRED = {"single_gpu", "multi_gpu", "fsdp", "deepspeed_zero2", "deepspeed_zero3", "multi_node"}
 
@@ -45,6 +45,12 @@ def test_launch_command_shapes():
     cpu = launch_command("m", ["--x"], cpu=True, num_processes=2)
     assert "torch.distributed.run" in cpu and "--nproc_per_node=2" in cpu and cpu[-3:] == ["-m", "m", "--x"]
     assert launch_command("m", cpu=True)[1:] == ["-m", "m"]
+
+
+def test_training_command_tells_the_module_it_runs_on_the_cpu():
+    assert training_command("m", ["--x", "1"], cpu=True)[-4:] == ["--x", "1", "--use_cpu", "true"]
+    assert training_command("m", ["--use_cpu", "false"], cpu=True).count("--use_cpu") == 1  # the user's flag wins
+    assert "--use_cpu" not in training_command("m", ["--x"], accelerate_config="single_gpu")
 
 
 @pytest.mark.distributed

@@ -22,11 +22,10 @@ def caption() -> None:
 
 
 def _launch(module: str, ctx: click.Context, accelerate_config: str | None, cpu: bool, num_processes: int | None):
-    from radtune.common.launch import launch_command, run_launch
+    from radtune.common.launch import run_launch, training_command
 
     try:
-        command = launch_command(module, ctx.args, accelerate_config=accelerate_config,
-                                 num_processes=num_processes, cpu=cpu)  # fmt: skip
+        command = training_command(module, ctx.args, accelerate_config, num_processes, cpu)
     except ValueError as error:
         raise click.ClickException(str(error)) from error
     ctx.exit(run_launch(command))

@@ -74,6 +74,26 @@ def launch_command(
     return [*command, "-m", module, *args]
 
 
+def training_command(
+    module: str,
+    args: Sequence[str] = (),
+    accelerate_config: str | Path | None = None,
+    num_processes: int | None = None,
+    cpu: bool = False,
+) -> list[str]:
+    """`launch_command` for a radtune training module, which on the CPU is also told so (`--use_cpu true`).
+
+    The task CLIs' `train` commands (`radtune vqa|caption|clip train`) all launch through this.
+
+    Raises:
+        `ValueError`: an unknown accelerate config (the message lists the shipped ones).
+    """
+    args = list(args)
+    if cpu and "--use_cpu" not in args:
+        args += ["--use_cpu", "true"]
+    return launch_command(module, args, accelerate_config=accelerate_config, num_processes=num_processes, cpu=cpu)
+
+
 def run_launch(command: Sequence[str], env: dict | None = None) -> int:
     """Print `command` (so users can copy it) and run it, returning its exit code."""
     print("+ " + shlex.join(command), file=sys.stderr, flush=True)

@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from radtune.common.labeler import OBSERVATIONS
+
 # Every column a built dataset can hold, in card order. `image` is added as a datasets `Image()` feature.
 STRING_FIELDS = (
     "id",
@@ -43,22 +45,8 @@ STRING_FIELDS = (
 LIST_FIELDS = ("labels", "concepts")
 RECORD_FIELDS = ("image", *STRING_FIELDS, *LIST_FIELDS, "split")
 
-CHEXPERT_LABELS = (
-    "No Finding",
-    "Enlarged Cardiomediastinum",
-    "Cardiomegaly",
-    "Lung Lesion",
-    "Lung Opacity",
-    "Edema",
-    "Consolidation",
-    "Pneumonia",
-    "Atelectasis",
-    "Pneumothorax",
-    "Pleural Effusion",
-    "Pleural Other",
-    "Fracture",
-    "Support Devices",
-)
+# The 14 CheXpert observations, in the labeler's (CheXpert's) order.
+CHEXPERT_LABELS = OBSERVATIONS
 
 
 class MissingColumnError(ValueError):

@@ -40,14 +40,10 @@ def train(ctx: click.Context, accelerate_config: str | None, num_processes: int 
 
     Every other argument goes to the training script: `--config recipe.yaml` and any of its fields as flags.
     """
-    from radtune.common.launch import launch_command, run_launch
+    from radtune.common.launch import run_launch, training_command
 
-    args = list(ctx.args)
-    if cpu and "--use_cpu" not in args:
-        args += ["--use_cpu", "true"]
     try:
-        command = launch_command(TRAIN_MODULE, args, accelerate_config=accelerate_config,
-                                 num_processes=num_processes, cpu=cpu)  # fmt: skip
+        command = training_command(TRAIN_MODULE, ctx.args, accelerate_config, num_processes, cpu)
     except ValueError as error:
         raise click.ClickException(str(error)) from error
     sys.exit(run_launch(command))
