@@ -1,4 +1,4 @@
-"""Run in a subprocess pointed at the local Hub server (test_dual_encoder.py): train a tiny dual encoder with
+"""Run in a subprocess pointed at the local Hub server (test_contrastive_dual_encoder.py): train a tiny dual encoder with
 `--push_to_hub`, then load it back by repo id and compare with the local folder. Writes a JSON report."""
 
 import json

@@ -1,5 +1,5 @@
 """Run under torchrun (2 gloo ranks): each rank computes each loss on its half of one global batch, backpropagates
-and averages the gradients over ranks as DDP does; rank 0 writes losses and gradients (used by test_losses.py)."""
+and averages the gradients over ranks as DDP does; rank 0 writes losses and gradients (used by test_contrastive_losses.py)."""
 
 import json
 import sys

@@ -10,7 +10,7 @@ gradient each rank's loss sends to a feature; DDP then averages parameter gradie
 `local_loss=False` every rank computes the same global loss `L`, so the sum is `world_size * dL/dx` and the
 average divides it back. With `local_loss=True` rank `r` computes `L_r` over its own rows against all columns,
 `L = mean_r L_r`, and sum-then-average gives `dL/dx` again. Either way training matches one process that sees
-the whole batch (tests/contrastive/test_losses.py checks this with two gloo ranks).
+the whole batch (tests/contrastive/test_contrastive_losses.py checks this with two gloo ranks).
 """
 
 from __future__ import annotations
