@@ -28,6 +28,7 @@ BIN = Path(sys.executable).parent
 
 @dataclass
 class Settings:
+    logging_steps: int
     n_mimic: int
     n_nih: int
     image_size: int
@@ -38,12 +39,12 @@ class Settings:
     clip_epochs: int
 
 
-FULL = Settings(n_mimic=1200, n_nih=600, image_size=128, tiny_image_size=64, tiny_hidden=64, llava_epochs=3,
-                caption_epochs=25, clip_epochs=20)  # fmt: skip
+FULL = Settings(logging_steps=10, n_mimic=1200, n_nih=600, image_size=128, tiny_image_size=64, tiny_hidden=64,
+                llava_epochs=3, caption_epochs=25, clip_epochs=20)  # fmt: skip
 CONSTANT_CAPTION = "No acute cardiopulmonary process."
 ZERO_SHOT_CLASSES = ("Cardiomegaly", "Effusion", "Pneumothorax", "Nodule", "Mass", "Consolidation")
-QUICK = Settings(n_mimic=120, n_nih=80, image_size=64, tiny_image_size=32, tiny_hidden=32, llava_epochs=1,
-                 caption_epochs=1, clip_epochs=1)  # fmt: skip
+QUICK = Settings(logging_steps=1, n_mimic=120, n_nih=80, image_size=64, tiny_image_size=32, tiny_hidden=32,
+                 llava_epochs=1, caption_epochs=1, clip_epochs=1)  # fmt: skip
 
 
 def run(*command: str | Path, log: list[str]) -> None:
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
     run(BIN / "accelerate", "launch", "--cpu", "--num_processes", "1", "-m", "radtune.llava_vqa.train",
         "--config", ROOT / "packages/llava_vqa/recipes/phantom_cpu.yaml", "--model_name_or_path", tiny_llava,
         "--dataset_name", out / "data-qa", "--output_dir", out / "llava", "--num_train_epochs",
-        settings.llava_epochs, "--seed", args.seed, log=log)  # fmt: skip
+        settings.llava_epochs, "--logging_steps", settings.logging_steps, "--seed", args.seed, log=log)  # fmt: skip
 
     # Captioning: a tiny ViT-GPT2 learns to write the impression, against the untrained model and a constant caption.
     tiny_captioner = out / "models" / "tiny-vit-gpt2"
@@ -147,7 +148,8 @@ def main(argv: list[str] | None = None) -> None:
     run(BIN / "accelerate", "launch", "--cpu", "--num_processes", "1", "-m", "radtune.captioning.train",
         "--config", ROOT / "packages/captioning/recipes/phantom_cpu_vitgpt2.yaml", "--model_name_or_path",
         tiny_captioner, "--dataset_name", out / "data-mimic", "--output_dir", out / "caption", "--num_train_epochs",
-        settings.caption_epochs, "--dataset_test_split", "none", "--seed", args.seed, log=log)  # fmt: skip
+        settings.caption_epochs, "--dataset_test_split", "none", "--logging_steps", settings.logging_steps,
+        "--seed", args.seed, log=log)  # fmt: skip
     run(radtune, "caption", "evaluate", "--model", out / "caption", *caption_eval, "--out", out / "caption-trained",
         log=log)  # fmt: skip
 
@@ -162,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
         "--config", ROOT / "packages/contrastive/recipes/phantom_cpu_dual_encoder.yaml",
         "--text_model_name_or_path", tiny_dual / "text", "--image_model_name_or_path", tiny_dual / "image",
         "--dataset_name", out / "data-mimic", "--output_dir", out / "contrastive", "--num_train_epochs",
-        settings.clip_epochs, "--seed", args.seed, log=log)  # fmt: skip
+        settings.clip_epochs, "--logging_steps", settings.logging_steps, "--seed", args.seed, log=log)  # fmt: skip
     run(radtune, "clip", "zero-shot", "--model", out / "contrastive", "--dataset", out / "data-nih", "--split", "test",
         "--labels", ",".join(ZERO_SHOT_CLASSES), "--out", out / "zero-shot", log=log)  # fmt: skip
     run(radtune, "clip", "retrieve", "--model", out / "contrastive", "--dataset", out / "data-mimic", "--split",

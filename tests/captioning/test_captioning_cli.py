@@ -28,8 +28,9 @@ def test_train_passes_unknown_flags_through_on_the_cpu(launched):
     args = ["caption", "train", "--cpu", "--config", "r.yaml", "--learning_rate", "1e-4", "--use_peft"]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
+    # --cpu also tells the training module to stay on the CPU.
     assert launched == [[sys.executable, "-m", "radtune.captioning.train", "--config", "r.yaml",
-                         "--learning_rate", "1e-4", "--use_peft"]]  # fmt: skip
+                         "--learning_rate", "1e-4", "--use_peft", "--use_cpu", "true"]]  # fmt: skip
 
 
 def test_train_vqa_goes_through_accelerate_with_a_named_config(launched):
