@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import click
+import tomllib
 from click.testing import CliRunner
 
 from radtune.common.cli import cli

@@ -188,7 +188,7 @@ def test_llava_assistant_only_loss_labels_only_assistant_tokens(tiny_model):
             ],
             "images": [image],
         }
-        for question, answer, image in zip(["Is the heart enlarged?", "Is there an effusion?"], answers, _images())
+        for question, answer, image in zip(["Is the heart enlarged?", "Is there an effusion?"], answers, _images(), strict=True)
     ]
     trainer = SFTTrainer(
         model=LlavaForConditionalGeneration.from_pretrained(folder),
@@ -199,7 +199,7 @@ def test_llava_assistant_only_loss_labels_only_assistant_tokens(tiny_model):
     )
     batch = next(iter(trainer.get_train_dataloader()))
     tokenizer = processor.tokenizer
-    for row_labels, input_ids, answer in zip(batch["labels"], batch["input_ids"], answers):
+    for row_labels, input_ids, answer in zip(batch["labels"], batch["input_ids"], answers, strict=True):
         kept = row_labels != -100
         # Exactly the answer and the end-of-turn token carry labels, and they equal the inputs there.
         assert torch.equal(row_labels[kept], input_ids[kept])

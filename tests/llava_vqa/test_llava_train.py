@@ -56,7 +56,7 @@ def test_label_mask_covers_only_assistant_tokens(train_args, tiny_model, qa_data
     trainer, _ = build_trainer(*train_args(tiny_model("llava"), qa_dataset_dir, tmp_path, "--max_steps", "1"))
     batch = next(iter(trainer.get_train_dataloader()))
     tokenizer = trainer.processing_class.tokenizer
-    for labels, input_ids in zip(batch["labels"], batch["input_ids"]):
+    for labels, input_ids in zip(batch["labels"], batch["input_ids"], strict=True):
         kept = labels[labels != -100].tolist()
         decoded = tokenizer.decode(kept)
         assert decoded in (" Yes.</s>", " No.</s>")

@@ -11,12 +11,11 @@ from __future__ import annotations
 import io
 import urllib.request
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 from PIL import Image
 
-ImageSource = Union[str, Path, bytes, Image.Image]
+ImageSource = str | Path | bytes | Image.Image
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 URL_TIMEOUT_S = 30

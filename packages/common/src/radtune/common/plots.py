@@ -28,7 +28,7 @@ def plot_loss_curve(log_history: list[dict], out_path: str | Path, title: str | 
     figure, axis = plt.subplots(figsize=(6, 4), dpi=100)
     for points, label in ((train, "train loss"), (evaluation, "eval loss")):
         if points:
-            steps, values = zip(*points)
+            steps, values = zip(*points, strict=True)
             axis.plot(steps, values, marker="o" if len(points) < 30 else None, label=label)
     axis.set_xlabel("step")
     axis.set_ylabel("loss")

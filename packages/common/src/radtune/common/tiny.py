@@ -192,10 +192,10 @@ def _build_vit_gpt2(texts: list[str], out_dir: Path, size: TinySize) -> None:
         AutoTokenizer,
         GenerationConfig,
         GPT2Config,
-        ViTConfig,
-        ViTImageProcessorPil,
         VisionEncoderDecoderConfig,
         VisionEncoderDecoderModel,
+        ViTConfig,
+        ViTImageProcessorPil,
     )
 
     tokenizer = train_tokenizer(texts, "gpt2")

@@ -123,8 +123,8 @@ def evaluate_vqa(
         `ci` (bootstrap intervals) and `meta`.
     """
     from radtune.common.metrics.bootstrap import image_ablation_verdict, mean_ci
-    from radtune.common.metrics.vqa import vqa_metrics
     from radtune.common.metrics.io import read_metrics, write_metrics, write_results
+    from radtune.common.metrics.vqa import vqa_metrics
     from radtune.llava_vqa.inference import generate_answers, vqa_items
 
     items = vqa_items(dataset)
@@ -164,7 +164,7 @@ def evaluate_vqa(
     rows = [
         {"id": item.id, "prediction": prediction, "references": [item.answer], "question": item.question,
          "answer": item.answer, "answer_type": item.answer_type}
-        for item, prediction in zip(items, predictions)
+        for item, prediction in zip(items, predictions, strict=True)
     ]  # fmt: skip
     write_results(out_dir / "evaluation_results.csv", rows)
     known = {key: meta.pop(key, None) for key in ("model", "dataset", "split", "seed")}

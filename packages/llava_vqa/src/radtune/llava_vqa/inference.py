@@ -186,7 +186,7 @@ def vqa_items(dataset) -> list[VQAItem]:
             raise ValueError(f"row {row_id} has neither question/answer columns nor messages")
         answer_types = row.get("answer_type") if isinstance(row.get("answer_type"), list) else None
         turn = 0
-        for user, assistant in zip(messages[::2], messages[1::2]):
+        for user, assistant in zip(messages[::2], messages[1::2], strict=False):  # a last unanswered turn is left out
             if user["role"] != "user" or assistant["role"] != "assistant":
                 raise ValueError(f"row {row_id}: messages must alternate user/assistant")
             kind = str(answer_types[turn]).lower() if answer_types else answer_type
