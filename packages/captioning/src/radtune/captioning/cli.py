@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
@@ -82,7 +83,8 @@ def train_vqa(ctx: click.Context, accelerate_config: str | None, cpu: bool, num_
     epilog="""\b
 Examples:
   radtune caption evaluate --model runs/rocov2-vitgpt2-lora --dataset runs/data/rocov2 --split test
-  radtune caption evaluate --model me/blip-roco --dataset me/roco --text-field caption --max-samples 500""",
+  radtune caption evaluate --model me/blip-roco --dataset me/roco --text-field caption --max-samples 500
+  radtune caption evaluate --model runs/blip-vqa-rad --dataset runs/vqa-rad --no-ablation --n-resamples 2000""",
 )
 @click.option("--model", "model_name", required=True, help="Model or LoRA adapter: a folder or a Hub repo id.")
 @click.option("--dataset", required=True, help="A `radtune data build`/`data qa` folder or a Hub dataset repo.")
@@ -99,12 +101,22 @@ Examples:
 @click.option("--device", help="cuda, cpu, … (default: CUDA when available).")
 @click.option("--baseline-caption", help='Also score this constant caption (e.g. "No acute cardiopulmonary process.") '
               "against the same references, as the bar to clear.")  # fmt: skip
+@click.option("--ablation/--no-ablation", default=True, show_default=True,
+              help="Also generate with blank and noise images, and flag a model that ignores the image.")  # fmt: skip
+@click.option("--n-resamples", type=int, default=1000, show_default=True, help="Bootstrap resamples for the CIs.")
 def evaluate(model_name, dataset, split, out_dir, text_field, batch_size, max_samples, max_new_tokens, num_beams,
-             no_meteor, device, baseline_caption) -> None:  # fmt: skip
-    """Generate for a dataset split and write evaluation_results.csv and metrics.json."""
+             no_meteor, device, baseline_caption, ablation, n_resamples) -> None:  # fmt: skip
+    """Generate for a dataset split and write evaluation_results.csv and metrics.json.
+
+    Metrics come with 95% bootstrap intervals over the items (`value [lo, hi]`; CIDEr-D's is the usual
+    approximation with the full corpus's document frequencies, METEOR has none). Unless `--no-ablation`, the
+    same items are also generated with blank and noise images and scored side by side: a model whose CIDEr-D
+    (for VQA: closed accuracy) interval reaches its blank- or noise-image score is flagged as ignoring the image.
+    """
     from radtune.captioning.evaluation import evaluate_dataset
     from radtune.captioning.modeling import load_captioner
     from radtune.common.datasets_io import load_dataset_any
+    from radtune.common.metrics.io import read_metrics
 
     try:
         rows = load_dataset_any(dataset, split=split)
@@ -116,16 +128,56 @@ def evaluate(model_name, dataset, split, out_dir, text_field, batch_size, max_sa
         out_dir = local if local.is_dir() else Path(f"eval-{model_name.rstrip('/').split('/')[-1]}")
     overrides = {k: v for k, v in {"max_new_tokens": max_new_tokens, "num_beams": num_beams}.items() if v is not None}
     try:
-        metrics = evaluate_dataset(
+        evaluate_dataset(
             captioner, rows, out_dir, text_field=text_field, batch_size=batch_size, max_samples=max_samples,
             meta={"model": model_name, "dataset": dataset, "split": split}, meteor=not no_meteor,
-            baseline_caption=baseline_caption, **overrides,
+            baseline_caption=baseline_caption, ablation=ablation, n_resamples=n_resamples, **overrides,
         )  # fmt: skip
     except ValueError as error:
         raise click.ClickException(str(error)) from error
-    for name, value in metrics.items():
-        click.echo(f"{name:28s} {value:.4f}")
+    _print_report(read_metrics(out_dir))
     click.echo(f"wrote {out_dir / 'evaluation_results.csv'} and {out_dir / 'metrics.json'}")
+
+
+def _print_report(report: dict) -> None:
+    """Each metric as `value [lo, hi]`, with its blank- and noise-image values and the gap beside it, then the
+    verdict of the image-ablation check."""
+    from radtune.captioning.evaluation import ABLATION_PREFIX, ABLATIONS
+
+    metrics, ci = report["metrics"], report.get("ci", {})
+    verdict = report["meta"].get("image_ablation")
+    kinds = ABLATIONS if verdict else ()
+    headline = [name for name in metrics if not name.startswith(ABLATION_PREFIX)]
+    width = max(len(name) for name in headline)
+    click.echo(f"{'metric':{width}s}  {'value [95% CI]':30s}" + "".join(f"{kind:>10s}" for kind in kinds)
+               + (f"{'gap':>10s}" if kinds else ""))  # fmt: skip
+    for name in headline:
+        shown = _number(metrics[name])
+        if name in ci:
+            shown += f" [{_number(ci[name][0])}, {_number(ci[name][1])}]"
+        line = f"{name:{width}s}  {shown:30s}"
+        ablated = [metrics.get(f"{ABLATION_PREFIX}{kind}/{name}") for kind in kinds]
+        if kinds and all(value is not None for value in ablated):
+            line += "".join(f"{_number(value):>10s}" for value in ablated)
+            gap = metrics[name] - max(ablated)
+            line += f"{'n/a' if math.isnan(gap) else f'{gap:+.4f}':>10s}"
+        click.echo(line.rstrip())
+    if report.get("subgroups"):
+        from radtune.common.metrics.subgroups import subgroup_table
+
+        click.echo(subgroup_table(report["subgroups"]))
+    if verdict:
+        metric, gap = verdict["metric"], verdict["gap"]
+        if verdict["ignores_image"]:
+            click.secho(f"WARNING: the model ignores the image: with {', '.join(verdict['overlapping'])} images its "
+                        f"{metric} falls inside the real-image interval (gap {gap:+.4f}).", fg="red", bold=True)  # fmt: skip
+        else:
+            click.secho(f"the image matters: {metric} is {gap:+.4f} above the best blank/noise score.", fg="green")
+
+
+def _number(value: float | None) -> str:
+    # NaN or None: a score over no items, read back from metrics.json's null
+    return "n/a" if value is None or math.isnan(value) else f"{value:.4f}"
 
 
 @caption.command(

@@ -2,16 +2,24 @@
 
 Writes `evaluation_results.csv` (one row per item: `id`, `prediction`, `references`, plus `question`, `answer`,
 `answer_type` for VQA) and `metrics.json` into the output folder, through common's one writer
-(`radtune.common.metrics.io`).
+(`radtune.common.metrics.io`). `metrics.json` holds percentile bootstrap intervals over the items
+(`radtune.common.metrics.caption_bootstrap`) and, with `ablation=True`, the same items generated with blank and noise
+images, side by side, and the verdict of the image-ablation check (`meta.image_ablation`), as the LLaVA VQA
+evaluation does.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 from radtune.common.collators import row_image, row_text, undecoded_images
+from radtune.common.images import IMAGE_ABLATIONS as ABLATIONS
 
+ABLATION_PREFIX = "ablation/"
+# The metric whose interval decides whether a captioner ignores the image: the consensus metric of captioning.
+ABLATION_METRIC = "cider"
 # Report sections: their generations are also scored by clinical label F1 (radtune's CheXpert-style labeler).
 REPORT_FIELDS = ("findings", "impression", "report")
 # --text_field name → the columns that make the text (the first present alternative wins).
@@ -52,7 +60,8 @@ def drop_empty_texts(dataset, columns: Sequence[str]):
 
 
 def row_id(row: dict, index: int) -> str:
-    for name in ("id", "image_id", "study_id", "qid"):
+    # A QA export's `id` names the image (shared by its questions): `qa_id` names the item.
+    for name in ("qa_id", "id", "image_id", "study_id", "qid"):
         if row.get(name) not in (None, ""):
             return str(row[name])
     return str(index)
@@ -74,6 +83,79 @@ def vqa_scores(predictions: Sequence[str], answers: Sequence[str], answer_types:
     return vqa_metrics(list(predictions), [str(a) for a in answers], list(answer_types))
 
 
+def generate_texts(
+    captioner,
+    dataset,
+    image_field: str = "image",
+    batch_size: int = 16,
+    ablation: str | None = None,
+    seed: int = 0,
+    **generation_kwargs,
+) -> list[str]:
+    """The captioner's text for every row of `dataset` (answers to its `question`s for a VQA model), in batches.
+
+    With `ablation` (`"blank"` or `"noise"`), each image is replaced by a black or a noise image of its size
+    (`radtune.common.images.ablated_images`, the VQA evaluation's makers), to see what the model writes without it.
+    """
+    from tqdm.auto import tqdm
+
+    from radtune.common.collators import open_image
+    from radtune.common.images import ablated_images
+
+    texts = []
+    description = "evaluate" if ablation is None else f"evaluate ({ablation} images)"
+    with tqdm(total=len(dataset), desc=description, unit="img") as progress:
+        for start in range(0, len(dataset), batch_size):
+            batch = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+            images = [row_image(row, image_field) for row in batch]
+            if ablation is not None:
+                images = ablated_images([open_image(image) for image in images], ablation, seed, first_index=start)
+            questions = [str(row["question"]) for row in batch] if captioner.vqa else None
+            texts += captioner.generate(images, questions=questions, **generation_kwargs)
+            progress.update(len(batch))
+    return texts
+
+
+def _caption_report(predictions, references, ablated, baseline_caption, meteor, n_resamples, seed):
+    """Caption metrics of the real-image texts with bootstrap intervals, of each ablation, and of the constant."""
+    from radtune.common.metrics.caption_bootstrap import INTERVAL_NOTES, caption_item_statistics, caption_metric_cis
+    from radtune.common.metrics.captioning import CaptionScorer
+
+    with CaptionScorer(meteor=meteor) as scorer:  # one METEOR process for every scoring
+        scored = scorer.compute(predictions, references)
+        metrics = dict(scored.metrics)
+        for kind, texts in ablated.items():
+            metrics.update({f"{ABLATION_PREFIX}{kind}/{name}": value
+                            for name, value in scorer.compute(texts, references).metrics.items()})  # fmt: skip
+        if baseline_caption is not None:
+            baseline = scorer.compute([baseline_caption] * len(references), references).metrics
+            metrics.update({f"constant_baseline/{name}": value for name, value in baseline.items()})
+    statistics = caption_item_statistics(predictions, references, tokenizer=scored.tokenizer)
+    ci = {name: list(bounds) for name, bounds in caption_metric_cis(statistics, n_resamples, seed=seed).items()}
+    meta = {"tokenizer": scored.tokenizer, "unavailable": scored.unavailable, "ci_notes": INTERVAL_NOTES}
+    if baseline_caption is not None:
+        meta["baseline_caption"] = baseline_caption
+    return metrics, ci, meta
+
+
+def _vqa_report(predictions, answers, answer_types, ablated, n_resamples, seed):
+    """VQA metrics of the real-image answers with bootstrap intervals (per-item means), and of each ablation."""
+    from radtune.common.metrics.bootstrap import mean_ci
+    from radtune.common.metrics.vqa import vqa_item_scores
+
+    metrics = vqa_scores(predictions, answers, answer_types)
+    per_item: dict[str, list[float]] = {}
+    for prediction, answer, answer_type in zip(predictions, answers, answer_types, strict=True):
+        for name, value in vqa_item_scores(prediction, answer, answer_type).items():
+            per_item.setdefault(name, []).append(value)
+    ci = {name: list(mean_ci(values, n_resamples=n_resamples, seed=seed))
+          for name, values in per_item.items() if len(values) >= 2}  # fmt: skip
+    for kind, texts in ablated.items():
+        metrics.update({f"{ABLATION_PREFIX}{kind}/{name}": value
+                        for name, value in vqa_scores(texts, answers, answer_types).items() if "/" in name})  # fmt: skip
+    return metrics, ci
+
+
 def evaluate_dataset(
     captioner,
     dataset,
@@ -85,6 +167,9 @@ def evaluate_dataset(
     meta: dict | None = None,
     meteor: bool = True,
     baseline_caption: str | None = None,
+    ablation: bool = False,
+    n_resamples: int = 1000,
+    seed: int = 0,
     **generation_kwargs,
 ) -> dict[str, float]:
     """Generate for every row of `dataset`, score, and write the result files into `out_dir`.
@@ -101,12 +186,22 @@ def evaluate_dataset(
         meteor (`bool`, *optional*, defaults to `True`): compute METEOR (slow: a JVM loading WordNet).
         baseline_caption (`str`, *optional*): a constant caption (e.g. "No acute cardiopulmonary process.") scored
             against the same references, under `constant_baseline/…`: the bar a captioner must clear.
+        ablation (`bool`, *optional*, defaults to `False`): also generate with blank and noise images; their metrics
+            go under `ablation/<kind>/…`, `ablation/gap` is the headline metric (CIDEr-D; for VQA strict closed
+            accuracy, else open recall) minus its best ablated value, and `metrics.json`'s `meta.image_ablation`
+            says whether the model ignores the image (its real-image interval reaches the blank or noise score).
+        n_resamples (`int`, *optional*, defaults to `1000`): bootstrap resamples for the intervals (`ci` in
+            `metrics.json`: BLEU-1..4, ROUGE-L, CIDEr-D; for VQA the per-item metrics; none for METEOR).
+        seed (`int`, *optional*, defaults to `0`): seed of the bootstrap and of the noise images.
         generation_kwargs: passed to `generate` (`max_new_tokens`, `num_beams`).
 
     Returns:
-        `dict[str, float]`: the metrics (for `findings`/`impression`/`report` also `clinical_f1/...`).
+        `dict[str, float]`: the metrics (for `findings`/`impression`/`report` also `clinical_f1/...`); the
+        intervals and the ablation verdict are in `metrics.json` (`radtune.common.metrics.io.read_metrics`).
     """
-    from tqdm.auto import tqdm
+    from radtune.common.metrics.bootstrap import image_ablation_verdict
+    from radtune.common.metrics.io import write_metrics, write_results
+    from radtune.common.metrics.subgroups import caption_subgroups, subgroup_fields, vqa_subgroups
 
     if max_samples is not None:
         dataset = dataset.select(range(min(max_samples, len(dataset))))
@@ -120,48 +215,47 @@ def evaluate_dataset(
     dataset = undecoded_images(drop_empty_texts(dataset, columns), image_field)
     if len(dataset) == 0:
         raise ValueError("no rows with a non-empty reference to evaluate")
+    generate = partial(generate_texts, captioner, dataset, image_field, batch_size, seed=seed, **generation_kwargs)
+    predictions = generate()
+    ablated = {kind: generate(ablation=kind) for kind in ABLATIONS} if ablation else {}
+
     rows = []
-    with tqdm(total=len(dataset), desc="evaluate", unit="img") as progress:
-        for start in range(0, len(dataset), batch_size):
-            batch = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-            images = [row_image(row, image_field) for row in batch]
-            questions = [str(row["question"]) for row in batch] if captioner.vqa else None
-            predictions = captioner.generate(images, questions=questions, **generation_kwargs)
-            for offset, (row, prediction) in enumerate(zip(batch, predictions, strict=True)):
-                item = {"id": row_id(row, start + offset), "prediction": prediction}
-                if captioner.vqa:
-                    answer = str(row["answer"])
-                    item.update(question=row["question"], answer=answer, references=[answer],
-                                answer_type=row["answer_type"])  # fmt: skip
-                else:
-                    item["references"] = [row_text(row, columns)]
-                rows.append(item)
-            progress.update(len(batch))
-    from radtune.common.metrics.io import write_metrics, write_results
-
-    predictions = [row["prediction"] for row in rows]
-    extra = {}
+    texts_only = dataset.remove_columns([name for name in (image_field, "images") if name in dataset.column_names])
+    for index, (row, prediction) in enumerate(zip(texts_only, predictions, strict=True)):
+        item = {"id": row_id(row, index), "prediction": prediction, **subgroup_fields(row)}
+        if captioner.vqa:
+            answer = str(row["answer"])
+            item.update(question=row["question"], answer=answer, references=[answer], answer_type=row["answer_type"])
+        else:
+            item["references"] = [row_text(row, columns)]
+        rows.append(item)
+    meta = dict(meta or {})
     if captioner.vqa:
-        metrics = vqa_scores(predictions, [r["answer"] for r in rows], [r["answer_type"] for r in rows])
-        task = "vqa"
+        answers, answer_types = [r["answer"] for r in rows], [r["answer_type"] for r in rows]
+        metrics, ci = _vqa_report(predictions, answers, answer_types, ablated, n_resamples, seed)
+        primary = "strict/closed_accuracy" if metrics["n_closed"] else "strict/open_recall"
+        extra, task = {}, "vqa"
     else:
-        from radtune.common.metrics.captioning import caption_metrics
-
         references = [row["references"] for row in rows]
-        scored = caption_metrics(predictions, references, meteor=meteor)
-        metrics = dict(scored.metrics)
-        if baseline_caption is not None:
-            baseline = caption_metrics([baseline_caption] * len(rows), references, meteor=meteor).metrics
-            metrics.update({f"constant_baseline/{name}": value for name, value in baseline.items()})
-            extra["baseline_caption"] = baseline_caption
-        extra.update(tokenizer=scored.tokenizer, unavailable=scored.unavailable, text_field=text_field)
+        metrics, ci, extra = _caption_report(predictions, references, ablated, baseline_caption, meteor,
+                                             n_resamples, seed)  # fmt: skip
+        extra["text_field"] = text_field
         if text_field in REPORT_FIELDS:
             from radtune.common.metrics.clinical import clinical_label_metrics
 
             metrics.update(clinical_label_metrics(predictions, [row["references"][0] for row in rows]))
-        task = "captioning"
-    meta = dict(meta or {})
+        primary, task = ABLATION_METRIC, "captioning"
+    if ablation:
+        scores = {kind: metrics[f"{ABLATION_PREFIX}{kind}/{primary}"] for kind in ABLATIONS}
+        verdict = image_ablation_verdict(metrics[primary], ci.get(primary, (float("nan"),) * 2), scores)
+        metrics[f"{ABLATION_PREFIX}gap"] = verdict["gap"]
+        meta["image_ablation"] = {"metric": primary, **verdict}
+    if captioner.vqa:
+        subgroups = vqa_subgroups(rows, n_resamples=n_resamples, seed=seed)
+    else:
+        subgroups = caption_subgroups(rows, n_resamples=n_resamples, seed=seed)
     known = {key: meta.pop(key, None) for key in ("model", "dataset", "split", "seed")}
     write_results(out_dir, rows)
-    write_metrics(out_dir, metrics, task=task, n=len(rows), **known, extra_meta={**extra, **meta})
+    write_metrics(out_dir, metrics, task=task, n=len(rows), ci=ci, subgroups=subgroups, **known,
+                  extra_meta={**extra, **meta})  # fmt: skip
     return metrics

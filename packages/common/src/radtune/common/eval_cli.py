@@ -109,6 +109,7 @@ def eval_group() -> None:
       radtune eval vqa answers.jsonl --out metrics.json
       radtune eval label reports.csv --text-column report --out labels.csv
       radtune eval report runs/blip runs/vit-gpt2 --out report.md
+      radtune eval compare runs/llava-base/eval-test runs/llava-lora/eval-test --out compare.json
     """
 
 
@@ -166,12 +167,15 @@ def vqa(
 
     PREDICTIONS is JSON lines (or a JSON list) of {"id", "question", "prediction", "answer", "answer_type"}
     with answer_type "closed" or "open", or an evaluation_results.csv with answer and answer_type columns.
+    Rows that also carry `category`, `view` or `modality` get per-subgroup scores with bootstrap intervals
+    (printed, and under `subgroups` in metrics.json).
 
     \b
     Example:
       radtune eval vqa answers.jsonl --out runs/llava/metrics.json
     """
     from radtune.common.metrics.io import write_metrics
+    from radtune.common.metrics.subgroups import subgroup_table, vqa_subgroups
     from radtune.common.metrics.vqa import normalize_answer_type, vqa_metrics
 
     rows = _read_rows(predictions)
@@ -200,9 +204,66 @@ def vqa(
         candidates=candidate_list,
     )
     _print_table(metrics)
+    subgroups = vqa_subgroups(rows)
+    if subgroups:
+        click.echo(subgroup_table(subgroups))
     if out:
-        path = write_metrics(out, metrics, task="vqa", model=model, dataset=dataset, split=split, n=len(rows))
+        path = write_metrics(out, metrics, task="vqa", model=model, dataset=dataset, split=split, n=len(rows),
+                             subgroups=subgroups)  # fmt: skip
         click.echo(f"wrote {path}")
+
+
+@eval_group.command("compare")
+@click.argument("run_a", type=click.Path(exists=True, path_type=Path))
+@click.argument("run_b", type=click.Path(exists=True, path_type=Path))
+@click.option("--metric", "metric_names", multiple=True,
+              help="Compare only this metric (repeatable); default: every per-item metric of the task.")  # fmt: skip
+@click.option("--resamples", type=int, default=1000, show_default=True, help="Bootstrap resamples.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the comparison as JSON here.")
+def compare(run_a: Path, run_b: Path, metric_names: tuple[str, ...], resamples: int, seed: int,
+            out: Path | None) -> None:  # fmt: skip
+    """Paired bootstrap of the difference B − A between two evaluation runs on the same items.
+
+    RUN_A and RUN_B are evaluation output folders (or their evaluation_results.csv) of the same task (vqa or
+    captioning), matched item by item on `id`. For each metric that is a mean of per-item scores (VQA: strict and
+    llava_med closed accuracy, open recall, strict accuracy; captioning: CIDEr-D, ROUGE-L, sentence BLEU-4) it
+    prints A, B, B − A and its 95% interval, and whether the interval excludes 0 (a real difference).
+
+    \b
+    Example:
+      radtune eval compare runs/base/eval-test runs/lora/eval-test --metric strict/closed_accuracy
+    """
+    from radtune.common.metrics.compare import compare_runs, comparison_table
+    from radtune.common.metrics.io import EvaluationFileError
+
+    if resamples < 1:
+        raise _fail(f"--resamples must be positive, got {resamples}")
+    try:
+        comparison = compare_runs(run_a, run_b, metrics=metric_names or None, n_resamples=resamples, seed=seed)
+    except (EvaluationFileError, ValueError, RuntimeError) as error:
+        raise _fail(str(error)) from error
+    if not comparison["metrics"]:
+        raise _fail("no metric has items scored in both runs")
+    click.echo(f"A: {run_a}\nB: {run_b}\n{comparison['task']}, {comparison['n']} items, "
+               f"{resamples} paired bootstrap resamples (seed {seed})")  # fmt: skip
+    click.echo(comparison_table(comparison))
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        # NaN (an interval over fewer than two items) is written as null.
+        body = json.dumps(_nan_to_none(comparison), indent=2, ensure_ascii=False, allow_nan=False)
+        out.write_text(body + "\n", encoding="utf-8")
+        click.echo(f"wrote {out}")
+
+
+def _nan_to_none(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nan_to_none(v) for v in value]
+    return value
 
 
 @eval_group.command("label")

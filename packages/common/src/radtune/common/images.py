@@ -128,3 +128,32 @@ def load_image(source: ImageSource, mode: str | None = "RGB") -> Image.Image:
     except Exception as error:
         raise ImageLoadError(f"could not decode image {name}: {type(error).__name__}: {error}") from error
     return _normalise_mode(image, mode)
+
+
+IMAGE_ABLATIONS = ("blank", "noise")
+
+
+def ablated_images(images, kind: str, seed: int = 0, first_index: int = 0) -> list[Image.Image]:
+    """The images replaced by a black image (`blank`) or uniform RGB noise (`noise`) of the same size.
+
+    The image-ablation check of every evaluation feeds these in place of the real images: a model whose scores
+    do not drop is not reading the image.
+
+    Args:
+        images (`Sequence`): PIL images or anything `load_image` opens (only their sizes are used).
+        kind (`str`): `"blank"` or `"noise"`.
+        seed (`int`, *optional*, defaults to `0`): seed of the noise.
+        first_index (`int`, *optional*, defaults to `0`): index of `images[0]` in the whole evaluation set; the
+            noise of item `i` is seeded by `(seed, i)`, so it does not depend on how the items are batched.
+    """
+    if kind not in IMAGE_ABLATIONS:
+        raise ValueError(f"unknown ablation {kind!r}; choose from {IMAGE_ABLATIONS}")
+    out = []
+    for index, image in enumerate(images, start=first_index):
+        width, height = (image if isinstance(image, Image.Image) else load_image(image)).size
+        if kind == "blank":
+            out.append(Image.new("RGB", (width, height)))
+        else:
+            rng = np.random.default_rng([seed, index])
+            out.append(Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8), mode="RGB"))
+    return out

@@ -130,6 +130,10 @@ def _print_report(report: dict) -> None:
         if name in ci:
             shown += f" [{ci[name][0]:.4f}, {ci[name][1]:.4f}]"
         click.echo(f"{name:48s} {shown}")
+    if report.get("subgroups"):
+        from radtune.common.metrics.subgroups import subgroup_table
+
+        click.echo(subgroup_table(report["subgroups"]))
     verdict = report["meta"].get("image_ablation")
     if verdict:
         metric, gap = verdict["metric"], verdict["gap"]

@@ -5,58 +5,40 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from radtune.common.images import IMAGE_ABLATIONS as ABLATIONS
+from radtune.common.images import ablated_images
+
 BASELINE_PREFIX = "majority_baseline/"
-ABLATIONS = ("blank", "noise")
 
 
 def item_scores(predictions, items) -> dict[str, list[float]]:
     """Per-item scores whose means are the headline VQA metrics, for bootstrap intervals.
 
-    Keys: `strict/closed_accuracy`, `strict/open_recall`, `llava_med/closed_accuracy` (items LLaVA-Med's rule
-    counts), `llava_med/open_recall`; the mean of each list equals `vqa_metrics`' value of the same name.
+    Keys: `strict/accuracy`, `strict/closed_accuracy`, `strict/open_recall`, `llava_med/closed_accuracy` (items
+    LLaVA-Med's rule counts), `llava_med/open_recall`; the mean of each list equals `vqa_metrics`' value of the
+    same name.
     """
-    from radtune.common.metrics.vqa import (
-        llava_med_closed_hit,
-        llava_med_f1,
-        llava_med_normalize,
-        normalize_answer_type,
-        strict_closed_match,
-        strict_token_scores,
-    )
+    from radtune.common.metrics.vqa import ITEM_METRICS, vqa_item_scores
 
-    scores: dict[str, list[float]] = {name: [] for name in ("strict/closed_accuracy", "strict/open_recall",
-                                                               "llava_med/closed_accuracy", "llava_med/open_recall")}  # fmt: skip
+    scores: dict[str, list[float]] = {name: [] for name in ITEM_METRICS}
     for prediction, item in zip(predictions, items, strict=True):
-        if normalize_answer_type(item.answer_type) == "closed":
-            scores["strict/closed_accuracy"].append(strict_closed_match(prediction, item.answer))
-            hit = llava_med_closed_hit(prediction, item.answer)
-            if hit is not None:
-                scores["llava_med/closed_accuracy"].append(float(hit))
-        else:
-            scores["strict/open_recall"].append(strict_token_scores(prediction, item.answer)[1])
-            pair = llava_med_normalize(prediction.lower()), llava_med_normalize(item.answer.lower())
-            scores["llava_med/open_recall"].append(llava_med_f1(*pair)[2])
+        for name, value in vqa_item_scores(prediction, item.answer, item.answer_type).items():
+            scores[name].append(value)
     return scores
 
 
-def ablated_images(images, kind: str, seed: int = 0) -> list:
-    """The images replaced by a black image (`blank`) or uniform noise (`noise`) of the same size."""
-    import numpy as np
-    from PIL import Image
-
-    from radtune.common.images import load_image
-
-    out = []
-    for index, image in enumerate(images):
-        width, height = load_image(image).size
-        if kind == "blank":
-            out.append(Image.new("RGB", (width, height)))
-        elif kind == "noise":
-            rng = np.random.default_rng([seed, index])
-            out.append(Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8), mode="RGB"))
-        else:
-            raise ValueError(f"unknown ablation {kind!r}; choose from {ABLATIONS}")
-    return out
+def result_rows(items, predictions) -> list[dict]:
+    """`evaluation_results.csv` rows: the answer with its question, reference and the item's subgroup fields."""
+    rows = []
+    for item, prediction in zip(items, predictions, strict=True):
+        row = {"id": item.id, "prediction": prediction, "references": [item.answer], "question": item.question,
+               "answer": item.answer, "answer_type": item.answer_type}  # fmt: skip
+        for name in ("category", "image_id", "view", "modality"):
+            value = getattr(item, name)
+            if value is not None and not (name == "image_id" and value == item.id):
+                row[name] = value
+        rows.append(row)
+    return rows
 
 
 def _most_common(counts: Counter) -> str:
@@ -120,10 +102,12 @@ def evaluate_vqa(
 
     Returns:
         `dict`: what `metrics.json` holds: `metrics` (`strict/…`, `llava_med/…`, counts, baselines, ablations),
-        `ci` (bootstrap intervals) and `meta`.
+        `ci` (bootstrap intervals), `meta` and `subgroups` (strict scores per answer type, and per question
+        category, view and modality where the dataset has those columns; see `radtune.common.metrics.subgroups`).
     """
     from radtune.common.metrics.bootstrap import image_ablation_verdict, mean_ci
     from radtune.common.metrics.io import read_metrics, write_metrics, write_results
+    from radtune.common.metrics.subgroups import vqa_subgroups
     from radtune.common.metrics.vqa import vqa_metrics
     from radtune.llava_vqa.inference import generate_answers, vqa_items
 
@@ -161,13 +145,11 @@ def evaluate_vqa(
         metrics.update({BASELINE_PREFIX + name: value for name, value in baseline.items() if "/" in name})
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = [
-        {"id": item.id, "prediction": prediction, "references": [item.answer], "question": item.question,
-         "answer": item.answer, "answer_type": item.answer_type}
-        for item, prediction in zip(items, predictions, strict=True)
-    ]  # fmt: skip
+    rows = result_rows(items, predictions)
     write_results(out_dir / "evaluation_results.csv", rows)
+    # Per answer type, question category, view and modality, where the items carry them.
+    subgroups = vqa_subgroups(rows, n_resamples=n_resamples, seed=seed)
     known = {key: meta.pop(key, None) for key in ("model", "dataset", "split", "seed")}
     path = write_metrics(out_dir / "metrics.json", metrics, task="vqa", n=len(items), ci=ci, **known,
-                         extra_meta=meta or None)  # fmt: skip
+                         extra_meta=meta or None, subgroups=subgroups)  # fmt: skip
     return read_metrics(path)

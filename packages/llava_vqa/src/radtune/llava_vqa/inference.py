@@ -155,6 +155,11 @@ class VQAItem:
     question: str
     answer: str
     answer_type: str
+    # What the per-subgroup scores split by, where the dataset has it (see radtune.common.metrics.subgroups).
+    category: str | None = None
+    view: str | None = None
+    modality: str | None = None
+    image_id: str | None = None
 
 
 def _text_of(content) -> str:
@@ -163,34 +168,46 @@ def _text_of(content) -> str:
     return " ".join(part.get("text") or "" for part in content if part.get("type") == "text").strip()
 
 
+def _optional_text(value) -> str | None:
+    return value.strip() or None if isinstance(value, str) else None
+
+
 def vqa_items(dataset) -> list[VQAItem]:
     """The (image, question, answer) items of a QA dataset in radtune's export format.
 
     Rows with `question`/`answer` columns give one item each; rows that only carry `messages` give one item per
-    user/assistant turn pair (multi-turn conversations are evaluated turn by turn, each with the image).
+    user/assistant turn pair (multi-turn conversations are evaluated turn by turn, each with the image). An item's
+    id is the row's `qa_id` when it has one (the export's `id` is the image's, shared by all its questions; it
+    becomes `image_id`), and `category`, `view` and `modality` are kept where the row has them.
     """
     items: list[VQAItem] = []
     columns = set(dataset.column_names)
     has_qa = {"question", "answer"} <= columns
     for index, row in enumerate(dataset):
-        row_id = str(row.get("id", index))
+        image_id = None if row.get("id") is None else str(row["id"])
+        row_id = str(row["qa_id"]) if row.get("qa_id") else (image_id or str(index))
         images = row.get("images") or ([row["image"]] if row.get("image") is not None else [])
         if not images:
             raise ValueError(f"row {row_id} has no image")
         answer_type = str(row.get("answer_type") or "open").lower()
+        view, modality = _optional_text(row.get("view")), _optional_text(row.get("modality"))
         if has_qa and isinstance(row["question"], str):
-            items.append(VQAItem(row_id, images[0], row["question"], str(row["answer"]), answer_type))
+            items.append(VQAItem(row_id, images[0], row["question"], str(row["answer"]), answer_type,
+                                 _optional_text(row.get("category")), view, modality, image_id))  # fmt: skip
             continue
         messages = row.get("messages")
         if not messages:
             raise ValueError(f"row {row_id} has neither question/answer columns nor messages")
         answer_types = row.get("answer_type") if isinstance(row.get("answer_type"), list) else None
+        categories = row.get("category") if isinstance(row.get("category"), list) else None
         turn = 0
         for user, assistant in zip(messages[::2], messages[1::2], strict=False):  # a last unanswered turn is left out
             if user["role"] != "user" or assistant["role"] != "assistant":
                 raise ValueError(f"row {row_id}: messages must alternate user/assistant")
             kind = str(answer_types[turn]).lower() if answer_types else answer_type
+            category = categories[turn] if categories and turn < len(categories) else row.get("category")
             items.append(VQAItem(f"{row_id}-{turn}", images[0], _text_of(user["content"]),
-                                 _text_of(assistant["content"]), kind))  # fmt: skip
+                                 _text_of(assistant["content"]), kind, _optional_text(category), view, modality,
+                                 image_id))  # fmt: skip
             turn += 1
     return items

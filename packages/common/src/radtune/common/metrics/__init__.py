@@ -7,6 +7,9 @@ Modules (import what you need; heavy dependencies load inside the functions):
 - `retrieval`: image↔text Recall@K and median rank.
 - `clinical`: label-based F1 of generated reports (radtune's CheXpert-style labeler).
 - `io`: `metrics.json` and `evaluation_results.csv` writers and readers.
+- `bootstrap`: bootstrap intervals (one run, and paired differences of two runs).
+- `subgroups`: scores per answer type, question category, modality and view.
+- `compare`: B − A between two evaluation runs on the same items, with a paired bootstrap interval.
 """
 
 from radtune.common.metrics.captioning import CAPTION_METRICS, CaptionMetrics, caption_metrics

@@ -184,19 +184,8 @@ class CaptionScorer:
         from pycocoevalcap.cider.cider import Cider
         from pycocoevalcap.rouge.rouge import Rouge
 
-        refs = _check_inputs(predictions, references)
-        n = len(refs)
-        if n == 0:
-            raise ValueError("no items to score")
-        # Tokenise predictions and references in one call (one JVM start), then split them back.
-        flat = list(predictions) + [r for item_refs in refs for r in item_refs]
-        tokens = ptb_tokenize(flat) if self.tokenizer == PTB_TOKENIZER else fallback_tokenize(flat)
-        res = {i: [tokens[i]] for i in range(n)}
-        gts, cursor = {}, n
-        for i, item_refs in enumerate(refs):
-            gts[i] = tokens[cursor : cursor + len(item_refs)]
-            cursor += len(item_refs)
-
+        gts, res = self._tokenized(predictions, references)
+        n = len(res)
         unavailable = {"spice": SPICE_UNAVAILABLE}
         bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
         metrics = {f"bleu_{k + 1}": float(bleu[k]) for k in range(4)}
@@ -211,6 +200,39 @@ class CaptionScorer:
         metrics["cider"] = float(Cider().compute_score(gts, res)[0])
         ordered = {name: metrics[name] for name in CAPTION_METRICS if name in metrics}
         return CaptionMetrics(metrics=ordered, unavailable=unavailable, tokenizer=self.tokenizer, n=n)
+
+    def _tokenized(self, predictions, references) -> tuple[dict[int, list[str]], dict[int, list[str]]]:
+        """pycocoevalcap's `(gts, res)` of the items, tokenised in one call (one JVM start)."""
+        refs = _check_inputs(predictions, references)
+        n = len(refs)
+        if n == 0:
+            raise ValueError("no items to score")
+        flat = list(predictions) + [r for item_refs in refs for r in item_refs]
+        tokens = ptb_tokenize(flat) if self.tokenizer == PTB_TOKENIZER else fallback_tokenize(flat)
+        res = {i: [tokens[i]] for i in range(n)}
+        gts, cursor = {}, n
+        for i, item_refs in enumerate(refs):
+            gts[i] = tokens[cursor : cursor + len(item_refs)]
+            cursor += len(item_refs)
+        return gts, res
+
+    def item_scores(
+        self, predictions: Sequence[str], references: Sequence[Sequence[str] | str]
+    ) -> dict[str, list[float]]:
+        """Per-item scores, for paired comparisons and subgroups (see `caption_item_scores`)."""
+        from pycocoevalcap.bleu.bleu import Bleu
+        from pycocoevalcap.cider.cider import Cider
+        from pycocoevalcap.rouge.rouge import Rouge
+
+        gts, res = self._tokenized(predictions, references)
+        _, bleu = Bleu(4).compute_score(gts, res, verbose=0)
+        _, rouge = Rouge().compute_score(gts, res)
+        _, cider = Cider().compute_score(gts, res)
+        return {
+            "cider": [float(v) for v in cider],
+            "rouge_l": [float(v) for v in rouge],
+            "sentence_bleu_4": [float(v) for v in bleu[3]],
+        }
 
     def close(self) -> None:
         """Stop the METEOR process (if one was started)."""
@@ -264,3 +286,22 @@ def caption_metrics(
     """
     with CaptionScorer(tokenizer=tokenizer, meteor=meteor) as scorer:
         return scorer.compute(predictions, references)
+
+
+def caption_item_scores(
+    predictions: Sequence[str], references: Sequence[Sequence[str] | str], *, tokenizer: str = "auto"
+) -> tuple[dict[str, list[float]], str]:
+    """Per-item CIDEr-D, ROUGE-L and sentence BLEU-4, from pycocoevalcap's scorers on the same tokens.
+
+    - `cider`: each item's CIDEr-D, with document frequencies from the references of all the items (the pooled
+      corpus), so their mean is the corpus CIDEr-D of `caption_metrics`;
+    - `rouge_l`: each item's ROUGE-L; their mean is the corpus ROUGE-L;
+    - `sentence_bleu_4`: each item's BLEU-4 as pycocoevalcap scores a single sentence (its own brevity penalty).
+      Their mean is NOT the corpus BLEU-4, which pools n-gram counts over all items first.
+    METEOR is left out: its corpus score is the jar's aggregate, not a mean of item scores.
+
+    Returns:
+        `(scores, tokenizer)`: `{name: [score per item]}` and the tokenizer used (`"ptb"` or `"fallback-regex"`).
+    """
+    with CaptionScorer(tokenizer=tokenizer, meteor=False) as scorer:
+        return scorer.item_scores(predictions, references), scorer.tokenizer

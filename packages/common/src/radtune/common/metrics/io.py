@@ -5,11 +5,14 @@
     {"metrics": {"bleu_4": 0.12, ...},             # name -> float, null = undefined (NaN)
      "ci": {"bleu_4": [0.10, 0.14], ...},          # optional confidence intervals
      "meta": {"task": ..., "model": ..., "dataset": ..., "split": ..., "n": ..., "seed": ...,
-              "radtune_versions": {"radtune-common": "0.1.0", ...}, ...}}
+              "radtune_versions": {"radtune-common": "0.1.0", ...}, ...},
+     "subgroups": {"strict/closed_accuracy":                     # optional, see metrics.subgroups
+                   {"view": {"PA": {"n": 40, "metric": 0.8, "ci": [0.68, 0.9]}, ...}, ...}, ...}}
 
 `evaluation_results.csv`: one row per example, columns `id, prediction, references` (`references` is a JSON
 list of strings) followed by whichever task columns the rows carry, in this order: `question, answer,
-answer_type, image_id, labels` (`labels` is JSON). Any other column is an error, so the format stays fixed.
+answer_type, category, image_id, view, modality, labels` (`labels` is JSON). Any other column is an error, so
+the format stays fixed.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import Any
 METRICS_FILE = "metrics.json"
 RESULTS_FILE = "evaluation_results.csv"
 BASE_COLUMNS = ("id", "prediction", "references")
-TASK_COLUMNS = ("question", "answer", "answer_type", "image_id", "labels")
+TASK_COLUMNS = ("question", "answer", "answer_type", "category", "image_id", "view", "modality", "labels")
 META_KEYS = ("task", "model", "dataset", "split", "n", "seed")
 
 
@@ -51,6 +54,7 @@ def write_metrics(
     seed: int | None = None,
     ci: Mapping[str, Sequence[float]] | None = None,
     extra_meta: Mapping[str, Any] | None = None,
+    subgroups: Mapping[str, Mapping[str, Mapping[str, Mapping[str, Any]]]] | None = None,
 ) -> Path:
     """Write `metrics.json` (a folder path gets `<folder>/metrics.json`). NaN is written as `null`.
 
@@ -60,6 +64,8 @@ def write_metrics(
         task, model, dataset, split, n, seed: the `meta` fields (`radtune_versions` is added).
         ci (`Mapping[str, [lo, hi]]`, *optional*): confidence intervals of some metrics.
         extra_meta (`Mapping`, *optional*): more JSON-serialisable `meta` fields (e.g. `unavailable`, `tokenizer`).
+        subgroups (`Mapping`, *optional*): per-subgroup scores, `{metric: {field: {value: {"n", "metric", "ci"}}}}`
+            as `radtune.common.metrics.subgroups.subgroup_metrics` returns them per metric.
     """
     from radtune.common.cli import radtune_distributions
 
@@ -78,13 +84,56 @@ def write_metrics(
     meta["radtune_versions"] = radtune_distributions()
     meta.update(extra_meta or {})
     body["meta"] = meta
+    if subgroups:
+        body["subgroups"] = _subgroups_json(subgroups)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(body, indent=2, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
     return path
 
 
+def _subgroups_json(subgroups: Mapping[str, Mapping[str, Mapping[str, Mapping[str, Any]]]]) -> dict:
+    out: dict[str, dict] = {}
+    for metric, fields in subgroups.items():
+        out[str(metric)] = {
+            str(field): {
+                str(value): {
+                    "n": int(group["n"]),
+                    "metric": _json_float(group["metric"], metric),
+                    "ci": [_json_float(bound, metric) for bound in group["ci"]],
+                }
+                for value, group in groups.items()
+            }
+            for field, groups in fields.items()
+        }
+    return out
+
+
+def _subgroups_from_json(path: Path, subgroups: Any) -> dict:
+    def nan(value):
+        return math.nan if value is None else float(value)
+
+    try:
+        return {
+            metric: {
+                field: {
+                    value: {"n": int(group["n"]), "metric": nan(group["metric"]), "ci": [nan(b) for b in group["ci"]]}
+                    for value, group in groups.items()
+                }
+                for field, groups in fields.items()
+            }
+            for metric, fields in subgroups.items()
+        }
+    except (AttributeError, KeyError, TypeError, ValueError) as error:
+        raise EvaluationFileError(
+            f"{path}: 'subgroups' must map metric → field → value → {{n, metric, ci}} ({error!r})"
+        ) from error
+
+
 def read_metrics(path: str | Path) -> dict[str, Any]:
-    """Read and check a `metrics.json` (a folder path reads `<folder>/metrics.json`); `null` comes back as NaN."""
+    """Read and check a `metrics.json` (a folder path reads `<folder>/metrics.json`); `null` comes back as NaN.
+
+    Returns `{"metrics", "ci", "meta"}`, plus `"subgroups"` when the file has them.
+    """
     path = Path(path)
     if path.is_dir():
         path = path / METRICS_FILE
@@ -109,15 +158,18 @@ def read_metrics(path: str | Path) -> dict[str, Any]:
     ci = body.get("ci", {})
     if not isinstance(ci, dict) or any(not isinstance(v, list) or len(v) != 2 for v in ci.values()):
         raise EvaluationFileError(f"{path}: 'ci' must map metric names to [lo, hi]")
-    return {"metrics": metrics, "ci": ci, "meta": meta}
+    out = {"metrics": metrics, "ci": ci, "meta": meta}
+    if "subgroups" in body:
+        out["subgroups"] = _subgroups_from_json(path, body["subgroups"])
+    return out
 
 
 def write_results(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> Path:
     """Write `evaluation_results.csv` (a folder path gets `<folder>/evaluation_results.csv`).
 
     Each row needs `id`, `prediction` and `references` (a list of strings, or one string); `question`,
-    `answer`, `answer_type`, `image_id` and `labels` are written when any row has them. `labels` and
-    `references` are stored as JSON.
+    `answer`, `answer_type`, `category`, `image_id`, `view`, `modality` and `labels` are written when any row has
+    them. `labels` and `references` are stored as JSON.
     """
     path = Path(path)
     if path.is_dir() or not path.suffix:

@@ -222,6 +222,36 @@ def normalize_answer_type(value: object, where: str = "") -> str:
     raise ValueError(f"{where}answer_type must be 'closed' or 'open', got {value!r}")
 
 
+ITEM_METRICS = (
+    "strict/accuracy", "strict/closed_accuracy", "strict/open_recall", "llava_med/closed_accuracy",
+    "llava_med/open_recall",
+)  # fmt: skip
+
+
+def vqa_item_scores(prediction: str, answer: str, answer_type: str) -> dict[str, float]:
+    """The scores of one item whose means over items are `vqa_metrics`' values of the same names.
+
+    Only the metrics that count the item are present: `strict/accuracy` always; `strict/closed_accuracy` and
+    `llava_med/closed_accuracy` (unless LLaVA-Med's rule leaves the item out, quirk 1) for a closed item;
+    `strict/open_recall` and `llava_med/open_recall` for an open one. Used for bootstrap intervals, paired
+    comparisons of two runs and per-subgroup scores.
+    """
+    answer = str(answer)
+    if normalize_answer_type(answer_type) == CLOSED:
+        hit = strict_closed_match(prediction, answer)
+        scores = {"strict/accuracy": hit, "strict/closed_accuracy": hit}
+        llava_hit = llava_med_closed_hit(prediction, answer)
+        if llava_hit is not None:
+            scores["llava_med/closed_accuracy"] = float(llava_hit)
+        return scores
+    pair = llava_med_normalize(prediction.lower()), llava_med_normalize(answer.lower())
+    return {
+        "strict/accuracy": float(strict_normalize(prediction) == strict_normalize(answer)),
+        "strict/open_recall": strict_token_scores(prediction, answer)[1],
+        "llava_med/open_recall": llava_med_f1(*pair)[2],
+    }
+
+
 def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else math.nan
 
