@@ -44,7 +44,7 @@ def _train(tmp_path_factory, tiny_model, caption_dataset, arch, peft, extra=()):
 
 @pytest.fixture(scope="module")
 def vitgpt2_lora(tmp_path_factory, tiny_model, caption_dataset):
-    # evaluates during training too, to run the Trainer's generate + compute_metrics path
+    # evaluates during training too, to run the streamed generation metrics (radtune.common.generation_eval)
     return _train(tmp_path_factory, tiny_model, caption_dataset, "vit-gpt2", True,
                   ["--text_field", "report", "--eval_strategy", "steps", "--eval_steps", "3"])  # fmt: skip
 

@@ -70,8 +70,10 @@ class CaptioningArguments:
     image_field: str = field(default="image", metadata={"help": "Image column (else the first of `images`)."})
     dataset_train_split: str = field(default="train", metadata={"help": "Split to train on."})
     dataset_eval_split: str | None = field(
-        default="validation", metadata={"help": "Split to evaluate on each epoch (skipped when missing)."}
-    )
+        default="validation",
+        metadata={"help": "Split evaluated during training (eval_strategy): eval loss and caption metrics of "
+                  "generated captions. When absent, dataset_test_split is used (with a warning)."},
+    )  # fmt: skip
     dataset_test_split: str | None = field(
         default="test", metadata={"help": "Split for the final evaluation files (skipped when missing)."}
     )
@@ -83,6 +85,12 @@ class CaptioningArguments:
     )
     max_target_length: int = field(default=128, metadata={"help": "Longest caption in tokens (longer ones are cut)."})
     max_new_tokens: int = field(default=64, metadata={"help": "Longest generated caption in tokens."})
+    generation_eval_samples: int = field(
+        default=64,
+        metadata={"help": "At each evaluation during training, caption the first N rows of the eval split and log "
+                  "eval_bleu_1..4, eval_rouge_l, eval_cider (usable as metric_for_best_model, e.g. cider); 0: eval "
+                  "loss only."},
+    )  # fmt: skip
     num_beams: int = field(default=1, metadata={"help": "Beams for generation during evaluation."})
     encoder: str | None = field(
         default=None, metadata={"help": "vit-gpt2 only: compose from this vision encoder (with --decoder)."}
@@ -114,6 +122,8 @@ class CaptioningArguments:
             raise ValueError(f"arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
         if self.text_field not in TEXT_FIELDS:
             raise ValueError(f"text_field must be one of {', '.join(TEXT_FIELDS)}, got {self.text_field!r}")
+        if self.generation_eval_samples < 0:
+            raise ValueError(f"generation_eval_samples must be >= 0 (0 disables), got {self.generation_eval_samples}")
         if not 0.0 < self.train_fraction <= 1.0:
             raise ValueError(f"train_fraction must be in (0, 1], got {self.train_fraction}")
         if (self.encoder is None) != (self.decoder is None):
@@ -126,7 +136,10 @@ class CaptioningArguments:
 class CaptioningTrainingArguments(Seq2SeqTrainingArguments):
     # radtune's defaults, where they differ from Seq2SeqTrainingArguments:
     output_dir: str = field(default="runs/captioning", metadata={"help": "Where checkpoints and results go."})
-    predict_with_generate: bool = field(default=True, metadata={"help": "Generate captions when evaluating."})
+    predict_with_generate: bool = field(
+        default=True, metadata={"help": "Generate captions in `trainer.predict` (evaluation during training "
+                                "generates through --generation_eval_samples)."}
+    )  # fmt: skip
     eval_strategy: IntervalStrategy | str = field(
         default="epoch", metadata={"help": "Evaluate every epoch (`no` to skip)."}
     )
@@ -224,9 +237,10 @@ def main(script_args: CaptioningArguments, training_args: CaptioningTrainingArgu
 
     from radtune.captioning.evaluation import drop_empty_texts, evaluate_dataset, text_columns
     from radtune.captioning.modeling import Captioner
-    from radtune.captioning.trainer import GenerationTrainer, caption_compute_metrics, publish, save_run
+    from radtune.captioning.trainer import GenerationTrainer, captioning_generation_eval, publish, save_run
     from radtune.common.collators import CaptioningCollator, undecoded_images
     from radtune.common.datasets_io import load_dataset_any
+    from radtune.common.generation_eval import choose_eval_split
 
     if script_args.dataset_name is None:
         raise ValueError("dataset_name is required (a `radtune data build` folder or a Hub dataset repo)")
@@ -257,8 +271,9 @@ def main(script_args: CaptioningArguments, training_args: CaptioningTrainingArgu
         train_dataset = train_dataset.shuffle(seed=training_args.seed).select(range(keep))
     train_dataset = undecoded_images(train_dataset, script_args.image_field)  # the collator decodes, at reduced scale
     eval_dataset = None
-    if script_args.dataset_eval_split in data and training_args.eval_strategy != "no":
-        eval_dataset = drop_empty_texts(data[script_args.dataset_eval_split], columns)
+    eval_split = choose_eval_split(data, script_args.dataset_eval_split, script_args.dataset_test_split)
+    if eval_split is not None and training_args.eval_strategy != "no":
+        eval_dataset = drop_empty_texts(data[eval_split], columns)
         if script_args.max_eval_samples is not None:
             eval_dataset = eval_dataset.select(range(min(script_args.max_eval_samples, len(eval_dataset))))
         eval_dataset = undecoded_images(eval_dataset, script_args.image_field)
@@ -283,10 +298,14 @@ def main(script_args: CaptioningArguments, training_args: CaptioningTrainingArgu
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
-        compute_metrics=caption_compute_metrics(tokenizer) if training_args.predict_with_generate else None,
         generation_input_names=("pixel_values",),
         generation_kwargs=generation_kwargs,
-    )
+        generation_eval=captioning_generation_eval(
+            eval_dataset, tokenizer, image_processor, script_args.arch, text_columns=columns,
+            image_field=script_args.image_field, generation_kwargs=generation_kwargs,
+            max_samples=script_args.generation_eval_samples, batch_size=training_args.per_device_eval_batch_size,
+        ) if eval_dataset is not None and script_args.generation_eval_samples else None,
+    )  # fmt: skip
     checkpoint = training_args.resume_from_checkpoint
     if checkpoint is None and script_args.resume:
         checkpoint = get_last_checkpoint(str(output_dir))  # None when the folder holds no checkpoint yet

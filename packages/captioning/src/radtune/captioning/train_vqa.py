@@ -86,22 +86,37 @@ class VQAArguments:
     image_field: str = field(default="image", metadata={"help": "Image column (else the first of `images`)."})
     dataset_train_split: str = field(default="train", metadata={"help": "Split to train on."})
     dataset_eval_split: str | None = field(
-        default="validation", metadata={"help": "Split to evaluate on each epoch (skipped when missing)."}
-    )
+        default="validation",
+        metadata={"help": "Split evaluated during training (eval_strategy): eval loss and VQA metrics of generated "
+                  "answers. When absent, dataset_test_split is used (with a warning)."},
+    )  # fmt: skip
     dataset_test_split: str | None = field(default="test", metadata={"help": "Split for the final evaluation."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on at most this many rows."})
     max_new_tokens: int = field(default=16, metadata={"help": "Longest generated answer in tokens."})
+    generation_eval_samples: int = field(
+        default=64,
+        metadata={"help": "At each evaluation during training, answer the first N rows of the eval split and log "
+                  "eval_strict_closed_accuracy, eval_strict_open_recall, … (usable as metric_for_best_model, e.g. "
+                  "strict_closed_accuracy); 0: eval loss only."},
+    )  # fmt: skip
     num_beams: int = field(default=1, metadata={"help": "Beams for generation."})
     resume: bool = field(default=False, metadata={"help": "Resume from the last checkpoint in output_dir."})
     hub_repo_id: str | None = field(default=None, metadata={"help": "Push the result to this Hub repo."})
     hub_private: bool = field(default=True, metadata={"help": "Create the Hub repo private."})
+
+    def __post_init__(self):
+        if self.generation_eval_samples < 0:
+            raise ValueError(f"generation_eval_samples must be >= 0 (0 disables), got {self.generation_eval_samples}")
 
 
 @dataclass
 class VQATrainingArguments(Seq2SeqTrainingArguments):
     # radtune's defaults, where they differ from Seq2SeqTrainingArguments:
     output_dir: str = field(default="runs/blip-vqa", metadata={"help": "Where checkpoints and results go."})
-    predict_with_generate: bool = field(default=True, metadata={"help": "Generate answers when evaluating."})
+    predict_with_generate: bool = field(
+        default=True, metadata={"help": "Generate answers in `trainer.predict` (evaluation during training "
+                                "generates through --generation_eval_samples)."}
+    )  # fmt: skip
     eval_strategy: IntervalStrategy | str = field(default="epoch", metadata={"help": "Evaluate every epoch."})
     save_strategy: SaveStrategy | str = field(default="epoch", metadata={"help": "Save a checkpoint every epoch."})
     logging_steps: float = field(default=10, metadata={"help": "Log the loss every this many steps."})
@@ -114,20 +129,6 @@ def make_parser():
     return _make_parser((VQAArguments, VQATrainingArguments, ModelConfig), prog="radtune.captioning.train_vqa")
 
 
-def vqa_compute_metrics(tokenizer, answer_types: Sequence[str]):
-    """`compute_metrics` scoring generated answers against the eval split's answers (in dataset order)."""
-    from radtune.captioning.evaluation import vqa_scores
-    from radtune.captioning.trainer import decode_ids
-
-    def compute_metrics(prediction) -> dict[str, float]:
-        predictions = decode_ids(tokenizer, prediction.predictions)
-        answers = decode_ids(tokenizer, prediction.label_ids)
-        scores = vqa_scores(predictions, answers, list(answer_types)[: len(predictions)])
-        return {name.replace("/", "_"): value for name, value in scores.items()}
-
-    return compute_metrics
-
-
 def main(script_args: VQAArguments, training_args: VQATrainingArguments, model_args: ModelConfig):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoImageProcessor, AutoTokenizer, BlipForQuestionAnswering
@@ -135,9 +136,10 @@ def main(script_args: VQAArguments, training_args: VQATrainingArguments, model_a
 
     from radtune.captioning.evaluation import evaluate_dataset
     from radtune.captioning.modeling import Captioner
-    from radtune.captioning.trainer import GenerationTrainer, publish, save_run
+    from radtune.captioning.trainer import GenerationTrainer, captioning_generation_eval, publish, save_run
     from radtune.common.collators import undecoded_images
     from radtune.common.datasets_io import load_dataset_any
+    from radtune.common.generation_eval import choose_eval_split
 
     if script_args.dataset_name is None:
         raise ValueError("dataset_name is required (a `radtune data qa` folder or a Hub dataset repo)")
@@ -168,8 +170,9 @@ def main(script_args: VQAArguments, training_args: VQATrainingArguments, model_a
         if name not in data[script_args.dataset_train_split].column_names:
             raise ValueError(f"the dataset needs a {name!r} column (as `radtune data qa` writes)")
     eval_dataset = None
-    if script_args.dataset_eval_split in data and training_args.eval_strategy != "no":
-        eval_dataset = data[script_args.dataset_eval_split]
+    eval_split = choose_eval_split(data, script_args.dataset_eval_split, script_args.dataset_test_split)
+    if eval_split is not None and training_args.eval_strategy != "no":
+        eval_dataset = data[eval_split]
         if script_args.max_eval_samples is not None:
             eval_dataset = eval_dataset.select(range(min(script_args.max_eval_samples, len(eval_dataset))))
         eval_dataset = undecoded_images(eval_dataset, script_args.image_field)
@@ -190,10 +193,14 @@ def main(script_args: VQAArguments, training_args: VQATrainingArguments, model_a
         train_dataset=undecoded_images(data[script_args.dataset_train_split], script_args.image_field),
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
-        compute_metrics=vqa_compute_metrics(tokenizer, eval_dataset["answer_type"]) if eval_dataset else None,
         generation_input_names=("pixel_values", "input_ids", "attention_mask"),
         generation_kwargs=generation_kwargs,
-    )
+        generation_eval=captioning_generation_eval(
+            eval_dataset, tokenizer, image_processor, "blip", image_field=script_args.image_field, vqa=True,
+            generation_kwargs=generation_kwargs, max_samples=script_args.generation_eval_samples,
+            batch_size=training_args.per_device_eval_batch_size,
+        ) if eval_dataset is not None and script_args.generation_eval_samples else None,
+    )  # fmt: skip
     checkpoint = training_args.resume_from_checkpoint
     if checkpoint is None and script_args.resume:
         checkpoint = get_last_checkpoint(str(output_dir))

@@ -1,4 +1,5 @@
-"""`Seq2SeqTrainer` that generates from the right inputs, and the caption metrics as `compute_metrics`."""
+"""`Seq2SeqTrainer` that generates from the right inputs, with caption (or VQA) metrics of generated texts at each
+evaluation during training, streamed batch by batch (`radtune.common.generation_eval`)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ from collections.abc import Sequence
 import torch
 from transformers import Seq2SeqTrainer
 
-from radtune.common.collators import IGNORE_INDEX
+from radtune.common.generation_eval import GenerationEval, GenerationEvalMixin
 
 
-class GenerationTrainer(Seq2SeqTrainer):
+class GenerationTrainer(GenerationEvalMixin, Seq2SeqTrainer):
     """A `Seq2SeqTrainer` whose evaluation generates from `generation_input_names` only.
 
     `Seq2SeqTrainer` passes every batch key to `generate`. BLIP reads the caption as `input_ids`, so generation
@@ -18,10 +19,14 @@ class GenerationTrainer(Seq2SeqTrainer):
     `generate`: `("pixel_values",)` for captioning, `("pixel_values", "input_ids", "attention_mask")` for VQA
     (the question), while the loss is still computed on the whole batch.
 
+    Metrics of generated texts during training come from `generation_eval` (see `captioning_generation_eval`),
+    not from `compute_metrics`, which would gather every generated id of the eval split before scoring.
+
     Args:
         generation_input_names (`Sequence[str]`): batch keys passed to `generate`.
         generation_kwargs (`dict`, *optional*): defaults for `generate` (`max_new_tokens`, `num_beams`), which
             the model's own generation config may not carry (BLIP's text decoder has its own).
+        generation_eval (`GenerationEval`, *optional*): what to generate and score at each evaluation.
         All other arguments go to `Seq2SeqTrainer`.
     """
 
@@ -47,27 +52,55 @@ class GenerationTrainer(Seq2SeqTrainer):
         return loss, generated, labels
 
 
-def decode_ids(tokenizer, ids) -> list[str]:
-    """Decode ids padded with -100 (the Trainer's padding across batches) into stripped texts."""
-    import numpy as np
+def captioning_generation_eval(
+    dataset,
+    tokenizer,
+    image_processor,
+    arch: str,
+    text_columns: Sequence[str] = ("caption",),
+    image_field: str = "image",
+    vqa: bool = False,
+    generation_kwargs: dict | None = None,
+    max_samples: int = 64,
+    batch_size: int = 8,
+) -> GenerationEval:
+    """The `GenerationEval` of a captioning (or BLIP VQA) eval split, for `GenerationTrainer(generation_eval=...)`.
 
-    ids = np.where(np.asarray(ids) == IGNORE_INDEX, tokenizer.pad_token_id, np.asarray(ids))
-    return [text.strip() for text in tokenizer.batch_decode(ids, skip_special_tokens=True)]
+    Captions are scored with BLEU-1..4, ROUGE-L and CIDEr-D (no METEOR: it would start a JVM at every evaluation;
+    the final test evaluation computes it), answers with radtune's VQA metrics (`strict_closed_accuracy`, …). Each
+    batch goes through `Captioner.generate`, as in the final evaluation.
 
-
-def caption_compute_metrics(tokenizer, meteor: bool = False):
-    """`compute_metrics` for `predict_with_generate`: BLEU-1..4, ROUGE-L, CIDEr-D (and METEOR) of the decoded texts.
-
-    METEOR is off by default here: it starts a JVM on every evaluation; the final test evaluation computes it.
+    Args:
+        dataset (`datasets.Dataset`): eval rows with the image and the reference text (VQA: `question`, `answer`,
+            `answer_type`).
+        text_columns (`Sequence[str]`, *optional*): the columns that make the reference caption.
+        vqa (`bool`, *optional*, defaults to `False`): a `BlipForQuestionAnswering` answering `question`.
+        generation_kwargs (`dict`, *optional*): `max_new_tokens`, `num_beams`.
+        max_samples (`int`, *optional*, defaults to `64`): rows generated per evaluation.
+        batch_size (`int`, *optional*, defaults to `8`): images per `generate` call.
     """
-    from radtune.captioning.evaluation import caption_scores
+    from radtune.captioning.modeling import Captioner
+    from radtune.common.collators import row_image, row_text
+    from radtune.common.metrics.captioning import caption_metrics
+    from radtune.common.metrics.vqa import vqa_metrics
 
-    def compute_metrics(prediction) -> dict[str, float]:
-        predictions = decode_ids(tokenizer, prediction.predictions)
-        references = decode_ids(tokenizer, prediction.label_ids)
-        return caption_scores(predictions, [[reference] for reference in references], meteor=meteor)
+    def generate(model, rows) -> list[tuple[str, ...]]:
+        rows = list(rows)
+        captioner = Captioner(model=model, tokenizer=tokenizer, image_processor=image_processor, arch=arch, vqa=vqa,
+                              generation_kwargs=dict(generation_kwargs or {}))  # fmt: skip
+        questions = [str(row["question"]) for row in rows] if vqa else None
+        predictions = captioner.generate([row_image(row, image_field) for row in rows], questions=questions)
+        if vqa:
+            return [(prediction, str(row["answer"]), str(row["answer_type"]))
+                    for prediction, row in zip(predictions, rows, strict=True)]  # fmt: skip
+        return [(prediction, row_text(row, text_columns)) for prediction, row in zip(predictions, rows, strict=True)]
 
-    return compute_metrics
+    def score(records) -> dict[str, float]:
+        if vqa:
+            return vqa_metrics([r[0] for r in records], [r[1] for r in records], [r[2] for r in records])
+        return dict(caption_metrics([r[0] for r in records], [[r[1]] for r in records], meteor=False).metrics)
+
+    return GenerationEval(dataset, generate, score, max_samples=max_samples, batch_size=batch_size)
 
 
 def save_run(trainer, train_result, image_processor, generation_kwargs: dict, title: str):

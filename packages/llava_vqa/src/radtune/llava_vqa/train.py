@@ -50,6 +50,17 @@ class ScriptArguments:
     dataset_test_split: str = field(
         default="test", metadata={"help": "Split evaluated after training (skipped when absent)."}
     )
+    dataset_eval_split: str = field(
+        default="validation",
+        metadata={"help": "Split evaluated during training (eval_strategy steps/epoch): eval loss and VQA metrics of "
+                  "generated answers. When absent, dataset_test_split is used (with a warning)."},
+    )  # fmt: skip
+    generation_eval_samples: int = field(
+        default=64,
+        metadata={"help": "At each evaluation during training, answer the first N rows of the eval split and log "
+                  "eval_strict_closed_accuracy, eval_strict_open_recall, … (usable as metric_for_best_model, e.g. "
+                  "strict_closed_accuracy); 0: eval loss only."},
+    )  # fmt: skip
     max_train_samples: int | None = field(default=None, metadata={"help": "Train on the first N rows only."})
     max_eval_samples: int | None = field(
         default=None, metadata={"help": "Evaluate on the first N QA items of the test split only."}
@@ -79,6 +90,8 @@ class ScriptArguments:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be positive, got {value}")
+        if self.generation_eval_samples < 0:
+            raise ValueError(f"generation_eval_samples must be >= 0 (0 disables), got {self.generation_eval_samples}")
 
 
 @dataclass
@@ -167,10 +180,12 @@ def build_trainer(script_args: ScriptArguments, training_args: LlavaSFTConfig, m
     """
     import torch
     from transformers import AutoProcessor, LlavaForConditionalGeneration
-    from trl import SFTTrainer, get_quantization_config
+    from trl import get_quantization_config
 
     from radtune.common.datasets_io import load_dataset_any
+    from radtune.common.generation_eval import choose_eval_split
     from radtune.llava_vqa.inference import ensure_training_chat_template, resolve
+    from radtune.llava_vqa.trainer import VQASFTTrainer, vqa_generation_eval
 
     # Model
     model_path = resolve(model_args.model_name_or_path)
@@ -204,12 +219,24 @@ def build_trainer(script_args: ScriptArguments, training_args: LlavaSFTConfig, m
             f"{script_args.dataset_name} has no `messages` column (columns: {train_dataset.column_names}); "
             "export it with `radtune data qa`"
         )
-    trainer = SFTTrainer(
+    eval_dataset = generation_eval = None
+    if training_args.eval_strategy != "no":
+        eval_split = choose_eval_split(dataset, script_args.dataset_eval_split, script_args.dataset_test_split)
+        if eval_split is None:
+            raise ValueError(f"eval_strategy needs the dataset_eval_split or dataset_test_split split; "
+                             f"{script_args.dataset_name} has {list(dataset)}")  # fmt: skip
+        eval_dataset = dataset[eval_split]
+        if script_args.generation_eval_samples:
+            generation_eval = vqa_generation_eval(processor, eval_dataset, script_args.generation_eval_samples,
+                                                  training_args.per_device_eval_batch_size, script_args.max_new_tokens)  # fmt: skip
+    trainer = VQASFTTrainer(
         model=model,
         args=training_args,
         train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
         processing_class=processor,
         peft_config=peft_config,
+        generation_eval=generation_eval,
     )
     return trainer, dataset
 
