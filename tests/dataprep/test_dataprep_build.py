@@ -11,8 +11,10 @@ import subprocess
 import sys
 import textwrap
 import zlib
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -34,6 +36,7 @@ from datasets import load_from_disk
 from PIL import Image
 
 from radtune.dataprep import build as build_module
+from radtune.dataprep import image_pass
 from radtune.dataprep.build import TooManySkipsError, build_dataset, failed_report_path
 from radtune.dataprep.build_cli import build as build_command
 from radtune.dataprep.build_cli import info as info_command
@@ -105,6 +108,43 @@ def test_num_proc_two_gives_the_same_dataset(tmp_path):
     build_dataset("nih", root, tmp_path / "two", num_proc=2)
     one, two = load_from_disk(str(tmp_path / "one")), load_from_disk(str(tmp_path / "two"))
     assert {k: v["id"] for k, v in one.items()} == {k: v["id"] for k, v in two.items()}
+
+
+def test_progress_bar_counts_the_images_of_every_process(tmp_path, capsys):
+    report = build_dataset("nih", make_nih(tmp_path / "src"), tmp_path / "out", num_proc=2)
+    total = report["records_read"]
+    err = capsys.readouterr().err
+    assert "Decoding images" in err and f"{total}/{total}" in err
+
+
+def test_duplicate_whose_first_copy_another_process_decoded_is_dropped(tmp_path):
+    # num_proc=2 splits the 12 records into 0-5 and 6-11: 9, 10 and 11 repeat 1, 2 and 3 from the other range.
+    root = make_imagefolder_csv(tmp_path / "src", rows=[(f"img/{n}.png", f"caption {n}", f"P{n}") for n in range(12)])
+    for n in (9, 10, 11):
+        (root / "img" / f"{n}.png").write_bytes((root / "img" / f"{n - 8}.png").read_bytes())
+    one = build_dataset("imagefolder-csv", root, tmp_path / "one", num_proc=1)
+    two = build_dataset("imagefolder-csv", root, tmp_path / "two", num_proc=2)
+    assert {d["id"]: d["duplicate_of"] for d in two["duplicates"]} == {
+        "img/9.png": "img/1.png", "img/10.png": "img/2.png", "img/11.png": "img/3.png"
+    }
+    assert two["duplicates"] == one["duplicates"] and two["splits"] == one["splits"] and two["kept"] == 9
+    loaded_one, loaded_two = load_from_disk(str(tmp_path / "one")), load_from_disk(str(tmp_path / "two"))
+    assert {k: v["id"] for k, v in loaded_two.items()} == {k: v["id"] for k, v in loaded_one.items()}
+    assert sorted(i for split in loaded_two.values() for i in split["id"]) == sorted(f"img/{n}.png" for n in range(9))
+
+
+def test_shards_roll_over_past_the_shard_size_and_keep_the_order(tmp_path, monkeypatch):
+    rows = [(f"img/{n}.png", f"caption {n}", "P1") for n in range(10)]  # one patient: one split
+    root = make_imagefolder_csv(tmp_path / "src", rows=rows)
+    build_dataset("imagefolder-csv", root, tmp_path / "whole")
+    monkeypatch.setattr(build_module, "_max_shard_bytes", lambda: 1)  # every row starts a new shard
+    build_dataset("imagefolder-csv", root, tmp_path / "sharded", num_proc=2)
+    (split,) = load_from_disk(str(tmp_path / "whole")).keys()
+    files = sorted(p.name for p in (tmp_path / "sharded" / split).glob("*.arrow"))
+    assert files == [f"data-{n:05d}-of-00010.arrow" for n in range(10)]
+    whole, sharded = load_from_disk(str(tmp_path / "whole"))[split], load_from_disk(str(tmp_path / "sharded"))[split]
+    assert sharded["id"] == whole["id"] == [f"img/{n}.png" for n in range(10)]
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(sharded["image"], whole["image"], strict=True))
 
 
 # Bad input ------------------------------------------------------------------------------------------------------
@@ -258,12 +298,34 @@ def test_failed_rebuild_keeps_the_previous_dataset(tmp_path, monkeypatch):
     def explode(*args, **kwargs):
         raise RuntimeError("simulated crash")
 
-    monkeypatch.setattr(build_module, "_prepare_batch", explode)
+    monkeypatch.setattr(image_pass, "_prepare_batch", explode)
     with pytest.raises(Exception, match="simulated crash"):
         build_dataset("nih", root, tmp_path / "out", overwrite=True)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == before
     with pytest.raises(FileExistsError):
         build_dataset("nih", root, tmp_path / "out")
+
+
+@pytest.mark.parametrize("how", ["raises", "dies"])
+def test_failure_in_a_worker_process_fails_the_build_and_leaves_nothing(tmp_path, monkeypatch, how):
+    root = make_nih(tmp_path / "src")
+    build_dataset("nih", root, tmp_path / "out")
+    before = sorted(p.name for p in (tmp_path / "out").iterdir())
+    parent = os.getpid()
+    prepare = image_pass._prepare_batch
+
+    def explode_in_worker(*args, **kwargs):
+        if os.getpid() != parent:
+            if how == "dies":
+                os._exit(3)
+            raise RuntimeError("simulated crash in a worker")
+        return prepare(*args, **kwargs)
+
+    monkeypatch.setattr(image_pass, "_prepare_batch", explode_in_worker)
+    expected = RuntimeError if how == "raises" else BrokenProcessPool
+    with pytest.raises(expected, match="simulated crash in a worker" if how == "raises" else None):
+        build_dataset("nih", root, tmp_path / "out", num_proc=2, overwrite=True)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == before and leftovers(tmp_path) == []
 
 
 # The card and the phantom marker --------------------------------------------------------------------------------

@@ -82,3 +82,23 @@ def test_fast_png_encoder_is_lossless(mode, size):
     decoded = Image.open(io.BytesIO(encode_png(image)))
     assert decoded.mode == mode and decoded.size == size
     assert np.array_equal(np.asarray(decoded), np.asarray(image))
+
+
+def test_fast_png_encoder_takes_pixel_arrays():
+    from radtune.dataprep.image_processing import encode_png
+
+    pixels = np.random.default_rng(1).integers(0, 256, size=(7, 5, 3), dtype=np.uint8)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(encode_png(pixels)))), pixels)
+    with pytest.raises(ValueError, match="uint8 pixels"):
+        encode_png(pixels.astype(np.uint16))
+
+
+def test_pixel_hash_is_equal_for_equal_images_and_tells_mode_and_shape_apart():
+    from radtune.dataprep.image_processing import pixel_hash
+
+    pixels = np.arange(48, dtype=np.uint8)
+    square = pixels[:16].reshape(4, 4)
+    assert pixel_hash(square, "L") == pixel_hash(square.copy(), "L")
+    assert pixel_hash(square, "L") != pixel_hash(pixels[:16].reshape(2, 8), "L")
+    assert pixel_hash(pixels.reshape(4, 4, 3), "RGB") != pixel_hash(pixels.reshape(4, 12), "L")
+    assert pixel_hash(np.asfortranarray(square), "L") == pixel_hash(square, "L")  # memory layout does not matter

@@ -2,15 +2,20 @@
 
 The steps, each streaming through Arrow files so memory stays flat however large the source is:
 
-1. the reader's records are written to Arrow by `Dataset.from_generator` (records without their required text
-   are marked `empty_text`);
-2. `Dataset.map(num_proc=…)` decodes every image, checks it, normalises it to `L`/`RGB`, resizes it to
-   `max_side` and hashes its pixels (a bad image is marked with its reason, never raised);
+1. the reader's records are written to an Arrow file with `datasets`' `ArrowWriter` (records without their
+   required text are marked `empty_text`); the columns no record fills are left out of the dataset;
+2. the image pass (`image_pass.py`) decodes every image in `num_proc` processes (this one and `num_proc - 1`
+   forked ones, each a contiguous range of records), checks it, normalises it to `L`/`RGB`, resizes it to
+   `max_side`, hashes its pixels (a bad image is marked with its reason, never raised), assigns the record's
+   split (official, else patient-level hash) and writes each kept row straight into the Arrow shards of its
+   split: the image bytes are written once;
 3. skipped records are counted by reason; too many (`max_skip_fraction`) fails the build; exact duplicates
-   are dropped; splits are assigned (official, else patient-level hash) and checked for patient leakage;
-4. the splits are written with `save_to_disk` into a temporary folder beside the output, with
-   `build_report.json` and the dataset card `README.md`, and the folder is renamed into place only at the
-   very end: an interrupted or failed build leaves nothing behind.
+   (the same decoded pixels, and the same `dedupe_on` fields, as an earlier record; see
+   `image_processing.pixel_hash`) are dropped and counted, the first copy kept; the kept records are checked for
+   patient leakage across splits;
+4. the shards become a `save_to_disk` folder (`image_pass.finish_splits`) in a temporary folder beside the
+   output, with `build_report.json` and the dataset card `README.md`, and the folder is renamed into place only
+   at the very end: an interrupted or failed build leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -26,18 +31,19 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from .image_processing import DEFAULT_MAX_PIXELS, ImageSkip, prepare_image
+from . import __version__, card
+from .image_pass import ImagePass, finish_splits, open_table, run_image_pass
+from .image_processing import DEFAULT_MAX_PIXELS
+from .readers import READERS
 from .records import LIST_FIELDS, STRING_FIELDS, Reader
 from .sources import resolve_source
-from .splits import DEFAULT_RATIOS, SPLIT_NAMES, assign_splits, check_patient_leakage, normalise_split_name
+from .splits import DEFAULT_RATIOS, check_patient_leakage, normalise_split_name, parse_ratios
 
 REPORT_NAME = "build_report.json"
-# Columns used during the build only.
-_INTERNAL = ("image_path", "image_bytes", "split", "skip_reason", "skip_detail", "image_sha256")
 # Columns every build keeps, even when empty.
 _ALWAYS_KEPT = ("image", "id", "source", "license")
-# Rows buffered per Arrow write while images are processed: small, so a worker holds few decoded images.
-IMAGE_WRITER_BATCH_SIZE = 64
+# Records buffered per Arrow write while the records are read: few, since a record may hold its image's bytes.
+RECORD_WRITER_BATCH_SIZE = 64
 
 
 class BuildError(RuntimeError):
@@ -48,22 +54,13 @@ class TooManySkipsError(BuildError):
     """More records were skipped than `max_skip_fraction` allows."""
 
 
-def _generator_features():
+def _record_features():
     from datasets import Features, List, Value
 
     features = {"image_path": Value("string"), "image_bytes": Value("binary")}
     features.update({name: Value("string") for name in STRING_FIELDS})
     features.update({name: List(Value("string")) for name in LIST_FIELDS})
     features.update({"split": Value("string"), "skip_reason": Value("string")})
-    return Features(features)
-
-
-def _image_features(generator_features):
-    from datasets import Features, Image, Value
-
-    features = {"image": Image()}
-    features.update({k: v for k, v in generator_features.items() if k != "image_bytes"})
-    features.update({"skip_detail": Value("string"), "image_sha256": Value("string")})
     return Features(features)
 
 
@@ -76,9 +73,7 @@ def _as_string(value) -> str | None:
 def generate_records(
     reader_name: str, src_dir: str, reader_options: dict, source_name: str, default_license: str
 ) -> Iterator[dict]:
-    """Yield the reader's records in the generator schema (what `Dataset.from_generator` writes)."""
-    from .readers import READERS
-
+    """Yield the reader's records in the schema of the records file (`_record_features`)."""
     reader = READERS[reader_name]
     for record in reader.read(src_dir, **reader_options):
         image = record.get("image")
@@ -100,26 +95,20 @@ def generate_records(
         yield row
 
 
-def _prepare_batch(batch: dict, max_side: int | None, max_pixels: int) -> dict:
-    images, details, hashes, reasons = [], [], [], []
-    for path, data, reason in zip(batch["image_path"], batch["image_bytes"], batch["skip_reason"], strict=False):
-        image = detail = digest = None
-        if reason is None:
-            try:
-                prepared = prepare_image(data if data is not None else path, max_side=max_side, max_pixels=max_pixels)
-                image = {"bytes": prepared.data, "path": None}
-                digest = prepared.sha256
-            except ImageSkip as skip:
-                reason, detail = skip.reason, skip.detail
-        images.append(image)
-        details.append(detail)
-        hashes.append(digest)
-        reasons.append(reason)
-    return {"image": images, "skip_detail": details, "image_sha256": hashes, "skip_reason": reasons}
+def _write_records(path: Path, rows: Iterator[dict]) -> int:
+    """Write `rows` to the Arrow file `path`, a few at a time; returns how many."""
+    from datasets.arrow_writer import ArrowWriter
+    from datasets.utils import tqdm as hf_tqdm
+
+    with ArrowWriter(features=_record_features(), path=str(path), writer_batch_size=RECORD_WRITER_BATCH_SIZE) as writer:
+        for row in hf_tqdm(rows, desc="Reading records", unit=" records"):
+            writer.write(row)
+        total, _ = writer.finalize()
+    return total
 
 
-def _column(dataset, name: str) -> list:
-    return dataset.data.column(name).to_pylist()
+def _column(table, name: str) -> list:
+    return table.column(name).to_pylist()
 
 
 def _write_json(path: Path, payload: dict) -> None:
@@ -154,7 +143,7 @@ def build_dataset(
         src_dir (`str` or `Path`): the source as downloaded and unzipped.
         out_dir (`str` or `Path`): where the `save_to_disk` folder goes; it must not exist unless `overwrite`.
         max_side (`int`, *optional*): scale images down so their longer side is at most this.
-        num_proc (`int`, *optional*, defaults to `1`): processes decoding images.
+        num_proc (`int`, *optional*, defaults to `1`): processes decoding images (this one included).
         max_skip_fraction (`float`, *optional*, defaults to `0.05`): fail when a larger fraction of records is skipped.
         ratios (`Sequence[float]`, *optional*, defaults to `(0.8, 0.1, 0.1)`): train/validation/test ratios of the
             patient-level split, used where the source has no official split.
@@ -173,13 +162,7 @@ def build_dataset(
         `PatientLeakageError`: one patient ended up in two splits.
         `MissingColumnError`, `SourceLayoutError`: the source is not laid out as the reader expects.
     """
-    import datasets
-    from datasets import Dataset, DatasetDict
-    from datasets.exceptions import DatasetGenerationError
-
-    from . import __version__
-    from .card import render_card
-    from .readers import READERS
+    from datasets import Features, Image
 
     if source not in READERS:
         raise ValueError(f"unknown source {source!r}; choose one of: {', '.join(READERS)}")
@@ -187,6 +170,7 @@ def build_dataset(
         raise ValueError(f"max_skip_fraction must be between 0 and 1, got {max_skip_fraction}")
     if max_side is not None and max_side < 1:
         raise ValueError(f"max_side must be a positive number of pixels, got {max_side}")
+    ratios = parse_ratios(ratios)
     reader: Reader = READERS[source]
     src_dir, out_dir = Path(src_dir).resolve(), Path(out_dir).resolve()
     if not src_dir.is_dir():
@@ -204,45 +188,39 @@ def build_dataset(
     work.mkdir()
     try:
         # Records
-        generator_features = _generator_features()
-        try:
-            records = Dataset.from_generator(
-                generate_records,
-                features=generator_features,
-                cache_dir=str(work / "cache"),
-                gen_kwargs={
-                    "reader_name": source,
-                    "src_dir": str(src_dir),
-                    "reader_options": dict(reader_options or {}),
-                    "source_name": info.name,
-                    "default_license": info.license,
-                },
-            )
-        except DatasetGenerationError as error:
-            # datasets wraps the reader's own error (a missing column, a bad layout): surface that one.
-            if isinstance(error.__cause__, Exception):
-                raise error.__cause__ from None
-            raise
-        total = len(records)
+        records_path = work / "records.arrow"
+        rows = generate_records(source, str(src_dir), dict(reader_options or {}), info.name, info.license)
+        total = _write_records(records_path, rows)
         if total == 0:
             raise BuildError(f"the {source} reader found no records in {src_dir}")
+        records = open_table(records_path)
+        columns = tuple(
+            name
+            for name in (*STRING_FIELDS, *LIST_FIELDS)
+            if name in _ALWAYS_KEPT or records.column(name).null_count < total
+        )
+        record_features = _record_features()
+        features = Features({"image": Image(), **{name: record_features[name] for name in columns}})
 
         # Images
-        processed = records.map(
-            _prepare_batch,
-            batched=True,
-            batch_size=8,
-            num_proc=num_proc if num_proc and num_proc > 1 else None,
-            fn_kwargs={"max_side": max_side, "max_pixels": max_pixels},
-            features=_image_features(generator_features),
-            remove_columns=["image_bytes"],
-            writer_batch_size=IMAGE_WRITER_BATCH_SIZE,
-            desc="Decoding images",
+        staged = work / "dataset"
+        task = ImagePass(
+            records_path=str(records_path),
+            out_dir=str(staged),
+            columns=columns,
+            features=features,
+            dedupe_on=tuple(reader.dedupe_on),
+            ratios=ratios,
+            max_side=max_side,
+            max_pixels=max_pixels,
+            max_shard_bytes=_max_shard_bytes(),
         )
+        results = run_image_pass(task, total, num_proc)
+        reasons = [reason for result in results for reason in result.reasons]
+        details = [detail for result in results for detail in result.details]
 
         # Skips, duplicates, splits
-        reasons = _column(processed, "skip_reason")
-        ids, paths, details = _column(processed, "id"), _column(processed, "image_path"), _column(processed, "skip_detail")
+        ids, paths = _column(records, "id"), _column(records, "image_path")
         skipped_items = [
             {"index": i, "id": ids[i], "image": paths[i], "reason": reason, "detail": details[i]}
             for i, reason in enumerate(reasons)
@@ -274,8 +252,8 @@ def build_dataset(
                 f"are listed in {failed_report_path(out_dir)}."
             )
 
-        hashes = _column(processed, "image_sha256")
-        dedupe_columns = [_column(processed, name) for name in reader.dedupe_on]
+        hashes = [digest for result in results for digest in result.hashes]
+        dedupe_columns = [_column(records, name) for name in reader.dedupe_on]
         first_of: dict[tuple, int] = {}
         duplicates, keep = [], []
         for i, digest in enumerate(hashes):
@@ -290,52 +268,24 @@ def build_dataset(
         if not keep:
             raise BuildError(f"no records left after skipping {len(skipped_items)} and dropping duplicates")
 
-        official = _column(processed, "split")
-        patients = _column(processed, "patient_id")
-        studies = _column(processed, "study_id")
-        group_keys = [patients[i] or studies[i] or ids[i] or paths[i] or str(i) for i in keep]
-        splits = assign_splits([official[i] for i in keep], group_keys, ratios)
-        check_patient_leakage([patients[i] for i in keep], splits)
-        split_indices: dict[str, list[int]] = {name: [] for name in SPLIT_NAMES}
-        for index, split in zip(keep, splits, strict=False):
-            split_indices[split].append(index)
-
-        empty = [
-            name
-            for name in (*STRING_FIELDS, *LIST_FIELDS)
-            if name not in _ALWAYS_KEPT and processed.data.column(name).null_count == total
-        ]
-        drop = [c for c in processed.column_names if c in _INTERNAL or c in empty]
-        dataset = DatasetDict(
-            {
-                name: processed.select(indices).remove_columns(drop)
-                for name, indices in split_indices.items()
-                if indices
-            }
-        )
+        splits = [split for result in results for split in result.splits]
+        patients = _column(records, "patient_id")
+        check_patient_leakage([patients[i] for i in keep], [splits[i] for i in keep])
 
         # Write
-        staged = work / "dataset"
-        # save_to_disk copies up to 1000 rows (about 100 MB) at a time, the largest buffer of the whole build when
-        # rows hold images; it reads this setting when called, so smaller batches keep the memory flat.
-        batch_setting = datasets.config.DEFAULT_MAX_BATCH_SIZE
-        datasets.config.DEFAULT_MAX_BATCH_SIZE = IMAGE_WRITER_BATCH_SIZE
-        try:
-            dataset.save_to_disk(str(staged))
-        finally:
-            datasets.config.DEFAULT_MAX_BATCH_SIZE = batch_setting
+        split_counts = finish_splits(staged, results, set(keep), features)
         report.update(
             status="ok",
             kept=len(keep),
             duplicates_dropped=len(duplicates),
-            splits={name: len(split) for name, split in dataset.items()},
-            features={name: str(feature) for name, feature in next(iter(dataset.values())).features.items()},
+            splits=split_counts,
+            features={name: str(feature) for name, feature in features.items()},
             seconds=round(time.time() - started, 2),
             skipped_items=skipped_items,
             duplicates=duplicates,
         )
         _write_json(staged / REPORT_NAME, report)
-        (staged / "README.md").write_text(render_card(info, report), encoding="utf-8")
+        (staged / "README.md").write_text(card.render_card(info, report), encoding="utf-8")
         _move_into_place(staged, out_dir, work)
         stale = failed_report_path(out_dir)
         if stale.exists():
@@ -343,6 +293,14 @@ def build_dataset(
         return report
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _max_shard_bytes() -> int:
+    """The shard size `save_to_disk` aims at (`datasets.config.MAX_SHARD_SIZE`, 500 MB)."""
+    from datasets import config
+    from datasets.utils.py_utils import convert_file_size_to_int
+
+    return convert_file_size_to_int(config.MAX_SHARD_SIZE)
 
 
 def _move_into_place(staged: Path, out_dir: Path, work: Path) -> None:
