@@ -24,10 +24,10 @@ def test_quick_demo_runs_every_stage_and_reports(tmp_path):
     # The real commands a user would copy, in order, with nothing radtune-internal in between.
     firsts = [line.split()[0] for line in commands]
     assert set(firsts) == {"radtune", "accelerate"}
-    stages = ["radtune data phantoms", "radtune data build mimic-cxr", "radtune data qa", "radtune tiny llava",
+    stages = ["radtune data phantoms", "radtune data build mimic-cxr", "radtune data qa", "radtune tiny clip",
+              "-m radtune.contrastive.train", "radtune clip zero-shot", "radtune tiny llava",
               "accelerate launch --cpu --num_processes 1 -m radtune.llava_vqa.train", "radtune caption evaluate",
-              "-m radtune.captioning.train", "-m radtune.contrastive.train", "radtune clip zero-shot",
-              "radtune eval report"]  # fmt: skip
+              "-m radtune.captioning.train", "radtune eval report"]  # fmt: skip
     positions = [next(i for i, line in enumerate(commands) if stage in line) for stage in stages]
     assert positions == sorted(positions)
 
@@ -39,8 +39,10 @@ def test_quick_demo_runs_every_stage_and_reports(tmp_path):
 
     with (out / "results.csv").open() as file:
         rows = {row["task"]: row for row in csv.DictReader(file)}
-    assert set(rows) == {"LLaVA VQA", "ViT-GPT2 captioning", "Dual encoder zero-shot", "Dual encoder retrieval"}
+    assert set(rows) == {"LLaVA VQA", "ViT-GPT2 captioning", "CLIP zero-shot", "CLIP retrieval"}
     assert 0.0 <= float(rows["LLaVA VQA"]["trained"]) <= 1.0
-    assert 0.0 <= float(rows["Dual encoder zero-shot"]["trained"]) <= 1.0
+    assert 0.0 <= float(rows["CLIP zero-shot"]["trained"]) <= 1.0
+    # The LLaVA starts from the CLIP trained above: its vision tower holds the CLIP's vision weights.
+    assert any("radtune tiny llava" in line and "--vision-tower" in line for line in commands)
     report = (out / "report.md").read_text()
     assert "| LLaVA VQA | strict closed accuracy |" in report and (out / "all-metrics.png").is_file()

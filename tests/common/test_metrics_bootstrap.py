@@ -7,7 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from radtune.common.metrics.bootstrap import bootstrap_ci, image_ablation_verdict, mean_ci, paired_difference_ci
+from radtune.common.metrics.bootstrap import (
+    bootstrap_ci,
+    bootstrap_cis,
+    image_ablation_verdict,
+    mean_ci,
+    paired_difference_ci,
+)
 
 
 def test_interval_contains_the_estimate_and_shrinks_with_more_items():
@@ -30,6 +36,22 @@ def test_same_seed_same_interval_and_corpus_statistic():
     # A statistic over the whole resampled set (here the median), not a mean of per-item scores.
     low, high = bootstrap_ci(len(values), lambda idx: float(np.median(values[idx])), n_resamples=300)
     assert low <= np.median(values) <= high
+
+
+def test_joint_intervals_equal_one_metric_at_a_time_with_one_call_per_resample():
+    values = np.random.default_rng(2).random(60)
+    calls = []
+
+    def statistics(idx):
+        calls.append(1)
+        return {"mean": float(values[idx].mean()), "median": float(np.median(values[idx]))}
+
+    joint = bootstrap_cis(len(values), statistics, ["mean", "median"], n_resamples=200, seed=5)
+    assert len(calls) == 200
+    for name in ("mean", "median"):
+        alone = bootstrap_ci(len(values), lambda idx, n=name: statistics(idx)[n], n_resamples=200, seed=5)
+        assert joint[name] == pytest.approx(alone)
+    assert all(math.isnan(v) for v in bootstrap_cis(1, statistics, ["mean"])["mean"])
 
 
 def test_degenerate_inputs():

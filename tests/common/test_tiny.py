@@ -266,3 +266,30 @@ def test_tiny_cli_trains_tokenizer_on_a_saved_dataset(tmp_path):
     (tmp_path / "not-a-dataset").mkdir()
     result = CliRunner().invoke(cli, ["tiny", "clip", str(tmp_path / "x"), "--texts", str(tmp_path / "not-a-dataset")])
     assert result.exit_code == 1 and "neither a text file nor a dataset" in result.output
+
+
+def test_tiny_llava_vision_tower_starts_from_a_clip_checkpoint(tmp_path, tiny_model):
+    """`--vision-tower CLIP_DIR` copies the CLIP's vision weights (not the random ones) and refuses a misfit."""
+    from transformers import CLIPModel, LlavaForConditionalGeneration
+
+    clip_dir = tiny_model("clip")
+    clip = CLIPModel.from_pretrained(clip_dir)
+    with torch.no_grad():  # make the CLIP's weights unlike any freshly drawn tower's
+        for parameter in clip.vision_model.parameters():
+            parameter.add_(0.5)
+    clip.save_pretrained(tmp_path / "clip")
+    result = CliRunner().invoke(cli, ["tiny", "llava", str(tmp_path / "llava"), "--vision-tower", str(tmp_path / "clip")])
+    assert result.exit_code == 0, result.output
+    llava = LlavaForConditionalGeneration.from_pretrained(tmp_path / "llava")
+    copied = llava.model.vision_tower.state_dict()
+    expected = clip.vision_model.state_dict()
+    assert copied.keys() == expected.keys()
+    assert all(torch.equal(copied[name], expected[name]) for name in expected)
+    random = LlavaForConditionalGeneration.from_pretrained(tiny_model("llava")).model.vision_tower.state_dict()
+    assert not torch.equal(random["embeddings.patch_embedding.weight"], copied["embeddings.patch_embedding.weight"])
+
+    result = CliRunner().invoke(cli, ["tiny", "llava", str(tmp_path / "misfit"), "--image-size", "64",
+                                      "--vision-tower", str(tmp_path / "clip")])  # fmt: skip
+    assert result.exit_code == 1 and "image_size 32 (tiny LLaVA: 64)" in result.output
+    with pytest.raises(ValueError, match="llava only"):
+        build_tiny("clip", tmp_path / "c", vision_tower=tmp_path / "clip")

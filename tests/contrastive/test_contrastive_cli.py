@@ -78,6 +78,9 @@ def test_train_passes_arguments_through_to_the_launcher():
 def test_prompts_labels_and_probabilities():
     positive, negative = prompts("Effusion")
     assert "There is pleural effusion." in positive and "No pleural effusion." in negative
+    positive, negative = prompts("Cardiomegaly")  # reports' usual wording of a normal heart joins the templates
+    assert "No cardiomegaly." in negative and "Heart size is normal." in negative
+    assert "Heart size is normal." not in positive and "There is cardiomegaly." in positive
     assert resolve_labels("nih")[:2] == ["Atelectasis", "Cardiomegaly"] and len(resolve_labels("chexpert")) == 13
     assert resolve_labels(" Mass, Nodule ") == ["Mass", "Nodule"]
     truth = label_matrix([["Pleural_Thickening"], "Effusion|Mass", None], ["pleural thickening", "Effusion"])

@@ -162,7 +162,7 @@ def test_two_process_cpu_ddp_run_trains_and_saves_one_adapter(tiny_model, qa_dat
     radtune = Path(sys.executable).with_name("radtune")
     command = [
         str(radtune), "vqa", "train", "--cpu", "--num-processes", "2", "--",
-        "--config", str(RECIPES / "phantom_cpu.yaml"), "--model_name_or_path", str(tiny_model("llava")),
+        "--config", str(RECIPES / "phantom_cpu.yaml"), "--use_peft", "true", "--model_name_or_path", str(tiny_model("llava")),
         "--dataset_name", str(qa_dataset_dir), "--output_dir", str(out_dir), "--max_steps", "2",
         "--per_device_train_batch_size", "2", "--report_to", "none", "--eval_after_training", "false",
     ]  # fmt: skip

@@ -145,7 +145,35 @@ def _clip_image_processor(size: TinySize):
     )
 
 
-def _build_llava(texts: list[str], out_dir: Path, size: TinySize) -> None:
+def _load_vision_tower(path: str | Path, expected):
+    """The vision tower (`CLIPVisionModel`) of a CLIP checkpoint at `path` (a whole CLIP model, e.g. one trained
+    by `radtune clip train`, or a vision model alone) and its image processor, checked against the `expected`
+    `CLIPVisionConfig`: the weights are copied as they are, so every shape must agree."""
+    from transformers import AutoConfig, AutoImageProcessor, CLIPModel, CLIPVisionModel
+
+    config = AutoConfig.from_pretrained(path)
+    if config.model_type == "clip":
+        tower = CLIPModel.from_pretrained(path).vision_model
+        vision_config = config.vision_config
+    elif config.model_type == "clip_vision_model":
+        tower = CLIPVisionModel.from_pretrained(path)
+        vision_config = config
+    else:
+        raise ValueError(f"--vision-tower {path} is a {config.model_type!r} model; expected a CLIP model")
+    fields = ("image_size", "patch_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
+    different = [f"{name} {getattr(vision_config, name)} (tiny LLaVA: {getattr(expected, name)})"
+                 for name in fields if getattr(vision_config, name) != getattr(expected, name)]  # fmt: skip
+    if different:
+        raise ValueError(f"the vision tower at {path} does not fit the tiny LLaVA: {'; '.join(different)}; "
+                         "build both with the same --image-size and --hidden-size")  # fmt: skip
+    try:
+        image_processor = AutoImageProcessor.from_pretrained(path)
+    except OSError:
+        image_processor = None
+    return tower, image_processor
+
+
+def _build_llava(texts: list[str], out_dir: Path, size: TinySize, vision_tower: str | Path | None = None) -> None:
     from transformers import (
         CLIPVisionConfig,
         GenerationConfig,
@@ -174,8 +202,14 @@ def _build_llava(texts: list[str], out_dir: Path, size: TinySize) -> None:
     )
     model = LlavaForConditionalGeneration(config)
     model.generation_config = GenerationConfig(**ids, max_new_tokens=32)
+    image_processor = _clip_image_processor(size)
+    if vision_tower is not None:
+        # As LLaVA-1.5 starts from a pretrained CLIP ViT: the tower (and the image processor it was trained with).
+        tower, tower_processor = _load_vision_tower(vision_tower, config.vision_config)
+        model.model.vision_tower.load_state_dict(tower.state_dict())
+        image_processor = tower_processor or image_processor
     processor = LlavaProcessor(
-        image_processor=_clip_image_processor(size),
+        image_processor=image_processor,
         tokenizer=tokenizer,
         patch_size=PATCH_SIZE,
         vision_feature_select_strategy="default",
@@ -296,6 +330,7 @@ def build_tiny(
     seed: int = 0,
     image_size: int = IMAGE_SIZE,
     hidden_size: int = HIDDEN_SIZE,
+    vision_tower: str | Path | None = None,
 ) -> Path:
     """Build and save a tiny model of `kind` with its processor.
 
@@ -306,6 +341,9 @@ def build_tiny(
         seed (`int`, *optional*, defaults to `0`): seed for the random weights.
         image_size (`int`, *optional*, defaults to `32`): input image side (a multiple of the 8-px patch).
         hidden_size (`int`, *optional*, defaults to `32`): hidden size of every tower (a multiple of 4).
+        vision_tower (`str` or `Path`, *optional*): `llava` only: start the vision tower from this CLIP checkpoint
+            (a folder written by `radtune clip train`, or a CLIP vision model) instead of random weights, as
+            LLaVA starts from a pretrained CLIP; it must have the same image size, patch and hidden sizes.
 
     Returns:
         `Path`: `out_dir`. For `dual-encoder` it holds `text/` (BERT + tokenizer) and `image/` (ResNet + image
@@ -313,6 +351,8 @@ def build_tiny(
     """
     if kind not in KINDS:
         raise ValueError(f"unknown tiny model kind {kind!r}; choose one of: {', '.join(KINDS)}")
+    if vision_tower is not None and kind != "llava":
+        raise ValueError(f"vision_tower applies to llava only, not {kind!r}")
     import torch
 
     size = TinySize(image_size=image_size, hidden_size=hidden_size)
@@ -323,7 +363,7 @@ def build_tiny(
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     if kind == "llava":
-        _build_llava(texts, out_dir, size)
+        _build_llava(texts, out_dir, size, vision_tower)
     elif kind == "vit-gpt2":
         _build_vit_gpt2(texts, out_dir, size)
     elif kind in ("blip-caption", "blip-vqa"):

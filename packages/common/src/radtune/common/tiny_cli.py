@@ -35,6 +35,7 @@ Examples:
   radtune tiny vit-gpt2 ./tiny-vitgpt2 --texts reports.txt
   radtune tiny clip ./tiny-clip --texts runs/phantoms-built   # a `radtune data build` folder
   radtune tiny llava ./tiny-llava-64 --image-size 64 --hidden-size 64
+  radtune tiny llava ./tiny-llava --vision-tower runs/phantom-clip   # a CLIP from `radtune clip train`
   radtune tiny dual-encoder ./tiny-dual   # writes text/ and image/ subfolders""",
 )
 @click.argument("kind", type=click.Choice(KINDS))
@@ -49,7 +50,16 @@ Examples:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the random weights.")
 @click.option("--image-size", type=int, default=32, show_default=True, help="Input image side (multiple of 8).")
 @click.option("--hidden-size", type=int, default=32, show_default=True, help="Hidden size (multiple of 4).")
-def tiny(kind: str, out_dir: Path, texts: Path | None, seed: int, image_size: int, hidden_size: int) -> None:
+@click.option(
+    "--vision-tower",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="llava only: start the vision tower from this CLIP model folder (e.g. from `radtune clip train`, built "
+    "with the same --image-size and --hidden-size) instead of random weights, as LLaVA starts from CLIP.",
+)
+def tiny(
+    kind: str, out_dir: Path, texts: Path | None, seed: int, image_size: int, hidden_size: int,
+    vision_tower: Path | None,
+) -> None:  # fmt: skip
     """Build a tiny, randomly initialised KIND model with its processor in OUT_DIR.
 
     The folder loads with plain `from_pretrained` and trains in seconds on a CPU: use it to smoke-test a
@@ -59,7 +69,8 @@ def tiny(kind: str, out_dir: Path, texts: Path | None, seed: int, image_size: in
 
     try:
         lines = _read_texts(texts) if texts else None
-        build_tiny(kind, out_dir, texts=lines, seed=seed, image_size=image_size, hidden_size=hidden_size)
+        build_tiny(kind, out_dir, texts=lines, seed=seed, image_size=image_size, hidden_size=hidden_size,
+                   vision_tower=vision_tower)  # fmt: skip
     except ValueError as error:
         raise click.ClickException(str(error)) from error
     click.echo(f"wrote tiny {kind} model to {out_dir}")

@@ -62,10 +62,22 @@ def class_phrase(name: str) -> str:
     return CLASS_PHRASES.get(label, label)
 
 
+# Report sentences that join the templated prompts of a class: where reports state its absence in other words
+# than "no {class}" (MIMIC-CXR reports say "Heart size is normal." far more often than "No cardiomegaly.").
+EXTRA_PROMPTS = {
+    "cardiomegaly": (
+        ("The heart is enlarged.", "The heart size is enlarged."),
+        ("Heart size is normal.", "The heart size is within normal limits.", "Normal heart size."),
+    ),
+}
+
+
 def prompts(name: str) -> tuple[list[str], list[str]]:
     """The positive and negative prompts of a class."""
     phrase = class_phrase(name)
-    return [t.format(phrase) for t in POSITIVE_TEMPLATES], [t.format(phrase) for t in NEGATIVE_TEMPLATES]
+    positive, negative = EXTRA_PROMPTS.get(normalise_label(name), ((), ()))
+    return ([t.format(phrase) for t in POSITIVE_TEMPLATES] + list(positive),
+            [t.format(phrase) for t in NEGATIVE_TEMPLATES] + list(negative))  # fmt: skip
 
 
 def label_matrix(rows_labels: Sequence[Sequence[str] | str | None], class_names: Sequence[str]) -> np.ndarray:
@@ -190,15 +202,15 @@ def zero_shot_ci(probabilities: np.ndarray, truth: np.ndarray, class_names: Sequ
                  seed: int = 0) -> dict[str, tuple[float, float]]:  # fmt: skip
     """Bootstrap 95% intervals (over images) of each defined class's AUC and of the macro AUC (as CheXzero
     reports them)."""
-    from radtune.common.metrics.bootstrap import bootstrap_ci
+    from radtune.common.metrics.bootstrap import bootstrap_cis
     from radtune.common.metrics.classification import multilabel_metrics
 
-    def statistic(name):
-        return lambda idx: multilabel_metrics(truth[idx], probabilities[idx], class_names).metrics[name]
+    def statistics(idx):
+        return multilabel_metrics(truth[idx], probabilities[idx], class_names).metrics
 
     full = multilabel_metrics(truth, probabilities, class_names).metrics
     names = [f"auc/{c}" for c in class_names if not math.isnan(full[f"auc/{c}"])] + ["auc_macro"]
-    return {name: bootstrap_ci(len(truth), statistic(name), n_resamples=n_resamples, seed=seed) for name in names}
+    return bootstrap_cis(len(truth), statistics, names, n_resamples=n_resamples, seed=seed)
 
 
 def zero_shot_rows(ids: Sequence, labels: Sequence, probabilities: np.ndarray, class_names: Sequence[str]) -> list[dict]:

@@ -55,6 +55,40 @@ def bootstrap_ci(
     return (float(result.confidence_interval.low), float(result.confidence_interval.high))
 
 
+def bootstrap_cis(
+    n_items: int,
+    statistics: Callable[[np.ndarray], Mapping[str, float]],
+    names: Sequence[str],
+    n_resamples: int = DEFAULT_RESAMPLES,
+    confidence: float = DEFAULT_CONFIDENCE,
+    seed: int = 0,
+) -> dict[str, tuple[float, float]]:
+    """`bootstrap_ci` of several metrics that one computation gives together (e.g. every class's AUC and the macro
+    AUC): `statistics` is called once per resample, not once per metric and resample.
+
+    Returns:
+        `{name: (low, high)}` for each of `names`; `(nan, nan)` for fewer than two items.
+    """
+    from scipy.stats import bootstrap
+
+    names = list(names)
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be positive, got {n_resamples}")
+    if n_items < 2 or not names:
+        return {name: (math.nan, math.nan) for name in names}
+
+    def statistic(indices):
+        values = statistics(np.asarray(indices, dtype=int))
+        return np.array([values[name] for name in names], dtype=float)
+
+    result = bootstrap((np.arange(n_items),), statistic, n_resamples=n_resamples, confidence_level=confidence,
+                       method="percentile", vectorized=False, rng=np.random.default_rng(seed))  # fmt: skip
+    low, high = np.atleast_1d(result.confidence_interval.low), np.atleast_1d(result.confidence_interval.high)
+    return {name: (float(lo), float(hi)) for name, lo, hi in zip(names, low, high, strict=True)}
+
+
 def mean_ci(values: Sequence[float], **kwargs) -> tuple[float, float]:
     """Bootstrap interval of the mean of per-item scores (accuracy, recall, …)."""
     array = np.asarray(values, dtype=float)
