@@ -4,7 +4,7 @@ Every step is a real radtune command, printed before it runs, so a user can copy
 lands in `runs/demo/` (or `--out`). `make demo` runs this after set-up; `--quick` is the shortened version the
 test suite runs end to end.
 
-    python scripts/demo.py                # the full demo (about 15 minutes on 2 CPU cores)
+    python scripts/demo.py                # the full demo (about 13 minutes on 2 CPU cores)
     python scripts/demo.py --quick --out /tmp/demo
     python scripts/demo.py --qa-generator openai --qa-model gpt-4o-mini   # QA from an OpenAI-compatible API
 """
@@ -39,8 +39,8 @@ class Settings:
     clip_epochs: int
 
 
-FULL = Settings(logging_steps=10, n_mimic=1200, n_nih=600, image_size=128, tiny_image_size=64, tiny_hidden=64,
-                llava_epochs=3, caption_epochs=25, clip_epochs=20)  # fmt: skip
+FULL = Settings(logging_steps=10, n_mimic=4000, n_nih=1000, image_size=128, tiny_image_size=64, tiny_hidden=128,
+                llava_epochs=3, caption_epochs=25, clip_epochs=15)  # fmt: skip
 CONSTANT_CAPTION = "No acute cardiopulmonary process."
 ZERO_SHOT_CLASSES = ("Cardiomegaly", "Effusion", "Pneumothorax", "Nodule", "Mass", "Consolidation")
 QUICK = Settings(logging_steps=1, n_mimic=120, n_nih=80, image_size=64, tiny_image_size=32, tiny_hidden=32,
@@ -82,8 +82,8 @@ def write_summary(out: Path, seconds: float) -> None:
          "majority answer"),
         ("ViT-GPT2 captioning", "CIDEr-D", caption.get("cider"), caption0.get("cider"),
          caption.get("constant_baseline/cider"), f'"{CONSTANT_CAPTION}"'),
-        ("Dual encoder zero-shot", "macro AUC (6 classes)", macro, None, 0.5, "chance"),
-        ("Dual encoder retrieval", "image→text Recall@5", r5, None, chance5, "chance"),
+        ("CLIP zero-shot", "macro AUC (6 classes)", macro, None, 0.5, "chance"),
+        ("CLIP retrieval", "image→text Recall@5", r5, None, chance5, "chance"),
     ]  # fmt: skip
     lines = [
         "# radtune demo report", "",
@@ -108,6 +108,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--qa-generator", choices=["rules", "openai"], default="rules",
                         help="openai: generate QA with an OpenAI-compatible API (needs OPENAI_API_KEY or --qa-base-url)")  # fmt: skip
     parser.add_argument("--qa-model", default="gpt-4o-mini")
+    parser.add_argument("--ablation", action="store_true",
+                        help="Also evaluate the trained models with blank and noise images (slower; off by default).")  # fmt: skip
     parser.add_argument("--qa-base-url", default=None, help="A local OpenAI-compatible server, e.g. vLLM or Ollama.")
     args = parser.parse_args(argv)
     settings = QUICK if args.quick else FULL
@@ -127,48 +129,51 @@ def main(argv: list[str] | None = None) -> None:
         qa += ["--base-url", args.qa_base_url] if args.qa_base_url else []
     run(radtune, "data", "qa", out / "data-mimic", out / "data-qa", *qa, "--overwrite", log=log)
 
-    # LLaVA VQA: a tiny LLaVA with a tokenizer trained on the QA texts, LoRA, evaluated against the untrained model.
-    tiny_llava = out / "models" / "tiny-llava"
-    run(radtune, "tiny", "llava", tiny_llava, "--texts", out / "data-qa", "--image-size", settings.tiny_image_size,
-        "--hidden-size", settings.tiny_hidden, "--seed", args.seed, log=log)  # fmt: skip
-    run(radtune, "vqa", "evaluate", "--adapter", tiny_llava, "--dataset", out / "data-qa", "--split", "test",
-        "--out", out / "llava-untrained", "--no-ablation", "--max-new-tokens", "8", log=log)  # fmt: skip
-    run(BIN / "accelerate", "launch", "--cpu", "--num_processes", "1", "-m", "radtune.llava_vqa.train",
-        "--config", ROOT / "packages/llava_vqa/recipes/phantom_cpu.yaml", "--model_name_or_path", tiny_llava,
-        "--dataset_name", out / "data-qa", "--output_dir", out / "llava", "--num_train_epochs",
-        settings.llava_epochs, "--logging_steps", settings.logging_steps, "--seed", args.seed, log=log)  # fmt: skip
-
-    # Captioning: a tiny ViT-GPT2 learns to write the impression, against the untrained model and a constant caption.
-    tiny_captioner = out / "models" / "tiny-vit-gpt2"
-    caption_eval = ["--dataset", out / "data-mimic", "--split", "test", "--text-field", "impression",
-                    "--baseline-caption", CONSTANT_CAPTION] + (["--no-meteor"] if args.quick else [])  # fmt: skip
-    run(radtune, "tiny", "vit-gpt2", tiny_captioner, "--texts", out / "data-mimic", "--seed", args.seed, log=log)
-    run(radtune, "caption", "evaluate", "--model", tiny_captioner, *caption_eval, "--out", out / "caption-untrained",
-        log=log)  # fmt: skip
-    run(BIN / "accelerate", "launch", "--cpu", "--num_processes", "1", "-m", "radtune.captioning.train",
-        "--config", ROOT / "packages/captioning/recipes/phantom_cpu_vitgpt2.yaml", "--model_name_or_path",
-        tiny_captioner, "--dataset_name", out / "data-mimic", "--output_dir", out / "caption", "--num_train_epochs",
-        settings.caption_epochs, "--dataset_test_split", "none", "--logging_steps", settings.logging_steps,
-        "--seed", args.seed, log=log)  # fmt: skip
-    run(radtune, "caption", "evaluate", "--model", out / "caption", *caption_eval, "--out", out / "caption-trained",
-        log=log)  # fmt: skip
-
-    # Contrastive: a BERT + ResNet dual encoder learns from the impressions; zero-shot on NIH-layout phantoms.
+    # Contrastive: a tiny CLIP learns from the reports; zero-shot on NIH-layout phantoms (a separate draw) and
+    # retrieval. It is also the vision tower the LLaVA starts from, as LLaVA-1.5 starts from CLIP.
     run(radtune, "data", "phantoms", out / "phantoms-nih", "--n", settings.n_nih, "--layout", "nih",
         "--image-size", settings.image_size, "--seed", args.seed + 1, log=log)  # fmt: skip
     run(radtune, "data", "build", "nih", out / "phantoms-nih", out / "data-nih", "--overwrite", log=log)
-    tiny_dual = out / "models" / "tiny-dual-encoder"
-    run(radtune, "tiny", "dual-encoder", tiny_dual, "--texts", out / "data-mimic", "--image-size", 64,
-        "--hidden-size", 64, "--seed", args.seed, log=log)  # fmt: skip
+    tiny_clip = out / "models" / "tiny-clip"
+    sizes = ["--image-size", settings.tiny_image_size, "--hidden-size", settings.tiny_hidden]
+    run(radtune, "tiny", "clip", tiny_clip, "--texts", out / "data-mimic", *sizes, "--seed", args.seed, log=log)
     run(BIN / "accelerate", "launch", "--cpu", "--num_processes", "1", "-m", "radtune.contrastive.train",
-        "--config", ROOT / "packages/contrastive/recipes/phantom_cpu_dual_encoder.yaml",
-        "--text_model_name_or_path", tiny_dual / "text", "--image_model_name_or_path", tiny_dual / "image",
+        "--config", ROOT / "packages/contrastive/recipes/phantom_cpu_clip.yaml", "--model_name_or_path", tiny_clip,
         "--dataset_name", out / "data-mimic", "--output_dir", out / "contrastive", "--num_train_epochs",
         settings.clip_epochs, "--logging_steps", settings.logging_steps, "--seed", args.seed, log=log)  # fmt: skip
     run(radtune, "clip", "zero-shot", "--model", out / "contrastive", "--dataset", out / "data-nih", "--split", "test",
         "--labels", ",".join(ZERO_SHOT_CLASSES), "--out", out / "zero-shot", log=log)  # fmt: skip
     run(radtune, "clip", "retrieve", "--model", out / "contrastive", "--dataset", out / "data-mimic", "--split",
         "test", "--caption-column", "impression", "--max-text-length", 128, "--out", out / "retrieval", log=log)  # fmt: skip
+
+    # LLaVA VQA: a tiny LLaVA (the CLIP above as its vision tower, a tokenizer trained on the QA texts), its
+    # projector and language model fine-tuned, evaluated against the untrained model and the majority answer.
+    tiny_llava = out / "models" / "tiny-llava"
+    run(radtune, "tiny", "llava", tiny_llava, "--texts", out / "data-qa", *sizes, "--vision-tower", out / "contrastive",
+        "--seed", args.seed, log=log)  # fmt: skip
+    run(radtune, "vqa", "evaluate", "--adapter", tiny_llava, "--dataset", out / "data-qa", "--split", "test",
+        "--out", out / "llava-untrained", "--no-ablation", "--max-new-tokens", "8", log=log)  # fmt: skip
+    run(BIN / "accelerate", "launch", "--cpu", "--num_processes", "1", "-m", "radtune.llava_vqa.train",
+        "--config", ROOT / "packages/llava_vqa/recipes/phantom_cpu.yaml", "--model_name_or_path", tiny_llava,
+        "--dataset_name", out / "data-qa", "--output_dir", out / "llava", "--num_train_epochs",
+        settings.llava_epochs, "--logging_steps", settings.logging_steps, "--seed", args.seed,
+        *(["--eval_ablation", "true"] if args.ablation else []), log=log)  # fmt: skip
+
+    # Captioning: a tiny ViT-GPT2 learns to write the impression, against the untrained model and a constant caption.
+    tiny_captioner = out / "models" / "tiny-vit-gpt2"
+    caption_eval = ["--dataset", out / "data-mimic", "--split", "test", "--text-field", "impression",
+                    "--baseline-caption", CONSTANT_CAPTION] + (["--no-meteor"] if args.quick else [])  # fmt: skip
+    trained_eval = [] if args.ablation else ["--no-ablation"]
+    run(radtune, "tiny", "vit-gpt2", tiny_captioner, "--texts", out / "data-mimic", "--seed", args.seed, log=log)
+    run(radtune, "caption", "evaluate", "--model", tiny_captioner, *caption_eval, "--out", out / "caption-untrained",
+        "--no-ablation", log=log)  # fmt: skip
+    run(BIN / "accelerate", "launch", "--cpu", "--num_processes", "1", "-m", "radtune.captioning.train",
+        "--config", ROOT / "packages/captioning/recipes/phantom_cpu_vitgpt2.yaml", "--model_name_or_path",
+        tiny_captioner, "--dataset_name", out / "data-mimic", "--output_dir", out / "caption", "--num_train_epochs",
+        settings.caption_epochs, "--dataset_test_split", "none", "--logging_steps", settings.logging_steps,
+        "--seed", args.seed, log=log)  # fmt: skip
+    run(radtune, "caption", "evaluate", "--model", out / "caption", *caption_eval, "--out", out / "caption-trained",
+        *trained_eval, log=log)  # fmt: skip
 
     # Report
     runs = ["llava-untrained", "llava", "caption-untrained", "caption-trained", "zero-shot", "retrieval"]
