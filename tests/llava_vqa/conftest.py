@@ -74,3 +74,9 @@ def qa_dataset_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("qa") / "phantom-qa"
     data.save_to_disk(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def qa_row():
+    """`qa_row(index, has_finding)`: one row of the QA export format whose answer says whether a nodule is drawn."""
+    return _row
