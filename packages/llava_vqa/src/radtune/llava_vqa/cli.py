@@ -136,12 +136,10 @@ def _print_report(report: dict) -> None:
         click.echo(subgroup_table(report["subgroups"]))
     verdict = report["meta"].get("image_ablation")
     if verdict:
-        metric, gap = verdict["metric"], verdict["gap"]
-        if verdict["ignores_image"]:
-            click.secho(f"WARNING: the model ignores the image: with {', '.join(verdict['overlapping'])} images its "
-                        f"{metric} falls inside the real-image interval (gap {gap:+.4f}).", fg="red", bold=True)  # fmt: skip
-        else:
-            click.secho(f"the image matters: {metric} is {gap:+.4f} above the best blank/noise-image score.", fg="green")
+        from radtune.common.metrics.bootstrap import ablation_message
+
+        ignored = verdict["ignores_image"]
+        click.secho(ablation_message(verdict), fg="red" if ignored else "green", bold=ignored)
 
 
 @vqa.command(

@@ -132,3 +132,13 @@ def image_ablation_verdict(
     overlapping = sorted(name for name, value in ablated.items() if value >= low)
     best = max(ablated.values()) if ablated else math.nan
     return {"ignores_image": bool(overlapping), "overlapping": overlapping, "gap": real_value - best}
+
+
+def ablation_message(verdict: Mapping) -> str:
+    """The line a command prints for an `image_ablation_verdict` stored in `metrics.json` (`meta.image_ablation`,
+    which adds the deciding `metric`)."""
+    metric, gap = verdict["metric"], verdict["gap"]
+    if verdict["ignores_image"]:
+        return (f"WARNING: the model ignores the image: with {', '.join(verdict['overlapping'])} images its {metric} "
+                f"falls inside the real-image interval (gap {gap:+.4f}).")  # fmt: skip
+    return f"the image matters: {metric} is {gap:+.4f} above the best blank/noise-image score."
