@@ -62,42 +62,56 @@ def run(*command: str | Path, log: list[str]) -> None:
     print(f"  ({time.monotonic() - started:.0f} s)", flush=True)
 
 
-def _metrics(folder: Path) -> dict:
-    return json.loads((folder / "metrics.json").read_text())["metrics"]
+def _report(folder: Path) -> tuple[dict, dict]:
+    body = json.loads((folder / "metrics.json").read_text())
+    return body["metrics"], body.get("ci", {})
 
 
-def _cell(value) -> str:
-    return "–" if value is None else f"{value:.3f}"
+def _cell(value, interval=None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.3f}" + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "")
+
+
+def _target(met: bool, text: str) -> str:
+    return f"{text}: {'met' if met else 'NOT met'}"
 
 
 def write_summary(out: Path, seconds: float) -> None:
-    """`report.md` + `results.csv`: each task's headline metric after training, untrained, and a trivial baseline."""
-    llava, llava0 = _metrics(out / "llava"), _metrics(out / "llava-untrained")
-    caption, caption0 = _metrics(out / "caption-trained"), _metrics(out / "caption-untrained")
-    zero_shot, retrieval = _metrics(out / "zero-shot"), _metrics(out / "retrieval")
+    """`report.md` + `results.csv`: each task's headline metric after training (with its 95% bootstrap interval),
+    untrained, a trivial baseline, and the demo's target."""
+    (llava, llava_ci), (llava0, _) = _report(out / "llava"), _report(out / "llava-untrained")
+    (caption, caption_ci), (caption0, _) = _report(out / "caption-trained"), _report(out / "caption-untrained")
+    (zero_shot, zero_shot_ci), (retrieval, _) = _report(out / "zero-shot"), _report(out / "retrieval")
+    accuracy, majority = llava.get("strict/closed_accuracy", 0.0), llava.get("majority_baseline/strict/closed_accuracy")
+    cider, cider0, constant = caption.get("cider", 0.0), caption0.get("cider"), caption.get("constant_baseline/cider")
     macro, r5, chance5 = zero_shot.get("auc_macro"), retrieval.get("i2t/recall@5"), retrieval.get("chance/recall@5")
     rows = [
-        ("LLaVA VQA", "strict closed accuracy", llava.get("strict/closed_accuracy"),
-         llava0.get("strict/closed_accuracy"), llava.get("majority_baseline/strict/closed_accuracy"),
-         "majority answer"),
-        ("ViT-GPT2 captioning", "CIDEr-D", caption.get("cider"), caption0.get("cider"),
-         caption.get("constant_baseline/cider"), f'"{CONSTANT_CAPTION}"'),
-        ("CLIP zero-shot", "macro AUC (6 classes)", macro, None, 0.5, "chance"),
-        ("CLIP retrieval", "image→text Recall@5", r5, None, chance5, "chance"),
+        ("LLaVA VQA", "strict closed accuracy", accuracy, llava_ci.get("strict/closed_accuracy"),
+         llava0.get("strict/closed_accuracy"), majority, "majority answer",
+         _target(accuracy >= 0.90 and accuracy >= (majority or 0) + 0.25, ">= 0.90 and >= baseline + 0.25")),
+        ("ViT-GPT2 captioning", "CIDEr-D", cider, caption_ci.get("cider"), cider0, constant, f'"{CONSTANT_CAPTION}"',
+         _target(cider >= 3 * (cider0 or 0) and cider > (constant or 0), ">= 3x untrained and > baseline")),
+        ("CLIP zero-shot", "macro AUC (6 classes)", macro, zero_shot_ci.get("auc_macro"), None, 0.5, "chance",
+         _target((macro or 0) >= 0.85, ">= 0.85")),
+        ("CLIP retrieval", "image→text Recall@5", r5, None, None, chance5, "chance", ""),
     ]  # fmt: skip
     lines = [
         "# radtune demo report", "",
         f"Phantom chest radiographs, tiny models, CPU only; {seconds / 60:.1f} minutes. Every command is in "
-        "`commands.sh`; every metric of every run is in `all-metrics.md` / `all-metrics.csv` / `all-metrics.png`.", "",
-        "| task | metric | trained | untrained | baseline | baseline is |", "|---|---|---|---|---|---|",
+        "`commands.sh`; every metric of every run is in `all-metrics.md` / `all-metrics.csv` / `all-metrics.png`. "
+        "Trained values carry their 95% bootstrap interval over the test items.", "",
+        "| task | metric | trained | untrained | baseline | baseline is | target |", "|---|---|---|---|---|---|---|",
     ]  # fmt: skip
-    lines += [f"| {t} | {m} | {_cell(a)} | {_cell(b)} | {_cell(c)} | {d} |" for t, m, a, b, c, d in rows]
+    lines += [f"| {t} | {m} | {_cell(a, ci)} | {_cell(b)} | {_cell(c)} | {d} | {g} |"
+              for t, m, a, ci, b, c, d, g in rows]  # fmt: skip
     lines += ["", "Loss curves: `llava/loss_curve.png`, `caption/loss_curve.png`, `contrastive/loss_curve.png`.", ""]
     (out / "report.md").write_text("\n".join(lines), encoding="utf-8")
     with (out / "results.csv").open("w", newline="", encoding="utf-8") as file:
         writer = csv.writer(file)
-        writer.writerow(["task", "metric", "trained", "untrained", "baseline", "baseline_is"])
-        writer.writerows(rows)
+        writer.writerow(["task", "metric", "trained", "trained_ci_low", "trained_ci_high", "untrained", "baseline",
+                         "baseline_is", "target"])  # fmt: skip
+        writer.writerows([t, m, a, *(ci or ("", "")), b, c, d, g] for t, m, a, ci, b, c, d, g in rows)
 
 
 def main(argv: list[str] | None = None) -> None:

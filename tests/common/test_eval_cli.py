@@ -100,6 +100,30 @@ def test_report_gathers_runs(tmp_path):
     assert rows[0][:2] == ["run", "task"] and len(rows) == 3
 
 
+def test_report_shows_intervals_and_the_ablation_verdict(tmp_path):
+    write_metrics(tmp_path / "a", {"strict/closed_accuracy": 0.9}, task="vqa", n=50,
+                  ci={"strict/closed_accuracy": (0.82, 0.96)},
+                  extra_meta={"image_ablation": {"metric": "strict/closed_accuracy", "ignores_image": False,
+                                                 "overlapping": [], "gap": 0.4}})  # fmt: skip
+    write_metrics(tmp_path / "b", {"strict/closed_accuracy": 0.55}, task="vqa", n=50,
+                  ci={"strict/closed_accuracy": (0.41, 0.69)},
+                  extra_meta={"image_ablation": {"metric": "strict/closed_accuracy", "ignores_image": True,
+                                                 "overlapping": ["blank"], "gap": 0.05}})  # fmt: skip
+    write_metrics(tmp_path / "c", {"strict/closed_accuracy": 0.5}, task="vqa", n=50)
+    out = tmp_path / "report.md"
+    result = run("report", tmp_path / "a", tmp_path / "b", tmp_path / "c", "--out", out)
+    assert result.exit_code == 0, result.output
+    table = out.read_text(encoding="utf-8").splitlines()
+    assert "image_ablation" in table[0]
+    assert "uses the image (+0.4000)" in table[2] and "0.9000 [0.8200, 0.9600]" in table[2]
+    assert "IGNORES THE IMAGE (blank within the interval)" in table[3]
+    assert table[4].endswith("| 0.5000 |")  # no interval stored, none shown
+    rows = list(csv.DictReader(out.with_suffix(".csv").open(encoding="utf-8")))
+    assert rows[0]["strict/closed_accuracy"] == "0.9000"
+    assert (rows[0]["strict/closed_accuracy ci_low"], rows[0]["strict/closed_accuracy ci_high"]) == ("0.8200", "0.9600")
+    assert rows[2]["strict/closed_accuracy ci_low"] == ""
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [

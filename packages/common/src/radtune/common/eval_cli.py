@@ -351,13 +351,20 @@ def report(run_dirs: tuple[Path, ...], out: Path) -> None:
     for _, body in runs:
         metric_names += [m for m in body["metrics"] if m not in metric_names]
     meta_keys = ("task", "model", "dataset", "split", "n")
-    header = ["run", *meta_keys, *metric_names]
-    table = []
+    # The image-ablation verdict of runs evaluated with it; the markdown shows each metric as `value [lo, hi]`
+    # where the run stored an interval, the CSV keeps plain numbers and the bounds in `<metric> ci_low/ci_high`.
+    ablated = any(body["meta"].get("image_ablation") for _, body in runs)
+    with_ci = [m for m in metric_names if any(m in body.get("ci", {}) for _, body in runs)]
+    header = ["run", *meta_keys, *(["image_ablation"] if ablated else []), *metric_names]
+    csv_header = header + [f"{m} ci_{side}" for m in with_ci for side in ("low", "high")]
+    table, csv_table = [], []
     for name, (_, body) in zip(names, runs, strict=True):
-        meta, metrics = body["meta"], body["metrics"]
+        meta, metrics, ci = body["meta"], body["metrics"], body.get("ci", {})
         row = [name, *("" if meta.get(k) is None else str(meta.get(k)) for k in meta_keys)]
-        row += [_fmt(metrics.get(m)) for m in metric_names]
-        table.append(row)
+        row += [_verdict_cell(meta.get("image_ablation"))] if ablated else []
+        table.append(row + [_fmt(metrics.get(m), ci.get(m)) for m in metric_names])
+        bounds = [_fmt(ci[m][i]) if m in ci else "" for m in with_ci for i in (0, 1)]
+        csv_table.append(row + [_fmt(metrics.get(m)) for m in metric_names] + bounds)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
@@ -365,14 +372,26 @@ def report(run_dirs: tuple[Path, ...], out: Path) -> None:
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     csv_path, png_path = out.with_suffix(".csv"), out.with_suffix(".png")
     with csv_path.open("w", encoding="utf-8", newline="") as file:
-        csv.writer(file).writerows([header, *table])
+        csv.writer(file).writerows([csv_header, *csv_table])
     _bar_chart(png_path, names, [body["metrics"] for _, body in runs], metric_names)
     click.echo("\n".join(lines))
     click.echo(f"wrote {out}, {csv_path}, {png_path}")
 
 
-def _fmt(value: float | None) -> str:
-    return "" if value is None or math.isnan(value) else f"{value:.4f}"
+def _fmt(value: float | None, interval=None) -> str:
+    if value is None or math.isnan(value):
+        return ""
+    if interval is None or any(bound is None or math.isnan(bound) for bound in interval):
+        return f"{value:.4f}"
+    return f"{value:.4f} [{interval[0]:.4f}, {interval[1]:.4f}]"
+
+
+def _verdict_cell(verdict: dict | None) -> str:
+    if not verdict:
+        return ""
+    if verdict["ignores_image"]:
+        return f"IGNORES THE IMAGE ({', '.join(verdict['overlapping'])} within the interval)"
+    return f"uses the image ({verdict['gap']:+.4f})"
 
 
 def _bar_chart(path: Path, names: list[str], metrics: list[dict[str, float]], metric_names: list[str]) -> None:
