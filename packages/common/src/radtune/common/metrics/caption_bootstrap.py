@@ -92,25 +92,11 @@ def caption_item_statistics(
     from pycocoevalcap.cider.cider import Cider
     from pycocoevalcap.rouge.rouge import Rouge
 
-    from radtune.common.metrics.captioning import (
-        PTB_TOKENIZER,
-        CaptionScorer,
-        _check_inputs,
-        fallback_tokenize,
-        ptb_tokenize,
-    )
+    from radtune.common.metrics.captioning import CaptionScorer
 
-    refs = _check_inputs(predictions, references)
-    if not refs:
-        raise ValueError("no items to score")
-    tokenizer = CaptionScorer(tokenizer=tokenizer, meteor=False).tokenizer  # resolves "auto"; starts nothing
-    flat = list(predictions) + [r for item_refs in refs for r in item_refs]
-    tokens = ptb_tokenize(flat) if tokenizer == PTB_TOKENIZER else fallback_tokenize(flat)
-    n = len(refs)
-    res, gts, cursor = {i: [tokens[i]] for i in range(n)}, {}, n
-    for i, item_refs in enumerate(refs):
-        gts[i] = tokens[cursor : cursor + len(item_refs)]
-        cursor += len(item_refs)
+    # The same (gts, res) the point estimates score: one tokenizer call, "auto" resolved the same way.
+    gts, res = CaptionScorer(tokenizer=tokenizer, meteor=False).tokenized(predictions, references)
+    n = len(res)
 
     bleu = BleuScorer(n=BLEU_ORDER)
     for i in range(n):

@@ -184,7 +184,7 @@ class CaptionScorer:
         from pycocoevalcap.cider.cider import Cider
         from pycocoevalcap.rouge.rouge import Rouge
 
-        gts, res = self._tokenized(predictions, references)
+        gts, res = self.tokenized(predictions, references)
         n = len(res)
         unavailable = {"spice": SPICE_UNAVAILABLE}
         bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
@@ -201,7 +201,7 @@ class CaptionScorer:
         ordered = {name: metrics[name] for name in CAPTION_METRICS if name in metrics}
         return CaptionMetrics(metrics=ordered, unavailable=unavailable, tokenizer=self.tokenizer, n=n)
 
-    def _tokenized(self, predictions, references) -> tuple[dict[int, list[str]], dict[int, list[str]]]:
+    def tokenized(self, predictions, references) -> tuple[dict[int, list[str]], dict[int, list[str]]]:
         """pycocoevalcap's `(gts, res)` of the items, tokenised in one call (one JVM start)."""
         refs = _check_inputs(predictions, references)
         n = len(refs)
@@ -224,7 +224,7 @@ class CaptionScorer:
         from pycocoevalcap.cider.cider import Cider
         from pycocoevalcap.rouge.rouge import Rouge
 
-        gts, res = self._tokenized(predictions, references)
+        gts, res = self.tokenized(predictions, references)
         _, bleu = Bleu(4).compute_score(gts, res, verbose=0)
         _, rouge = Rouge().compute_score(gts, res)
         _, cider = Cider().compute_score(gts, res)
