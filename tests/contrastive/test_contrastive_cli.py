@@ -75,6 +75,28 @@ def test_train_passes_arguments_through_to_the_launcher():
     assert "accelerate.commands.launch" in gpu and "multi_gpu.yaml" in gpu
 
 
+# The CheXpert observation each zero-shot class is labelled with in reports.
+OBSERVATION_OF = {"Cardiomegaly": "Cardiomegaly", "Effusion": "Pleural Effusion", "Pleural Effusion": "Pleural Effusion",
+                  "Pneumothorax": "Pneumothorax", "Nodule": "Lung Lesion", "Mass": "Lung Lesion",
+                  "Consolidation": "Consolidation"}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(OBSERVATION_OF))
+def test_every_prompt_says_what_its_set_claims(name):
+    """Each positive prompt reads as the finding and each negative one as its absence to radtune's report labeler:
+    a prompt in the wrong set (or one the labeler reads otherwise, e.g. hedged) would pull the classes together."""
+    from radtune.common.labeler import label_report
+
+    observation = OBSERVATION_OF[name]
+    positive, negative = prompts(name)
+    assert len(positive) >= 4 and len(negative) >= 4
+    for text in positive:
+        assert label_report(text)[observation] == 1.0, text
+    for text in negative:
+        labels = label_report(text)
+        assert labels[observation] in (0.0, None) and labels["No Finding"] == 1.0, text
+
+
 def test_prompts_labels_and_probabilities():
     positive, negative = prompts("Effusion")
     assert "There is pleural effusion." in positive and "No pleural effusion." in negative
