@@ -1,7 +1,7 @@
 """How close `radtune data build` comes to the cost of decoding and resizing its images, and whether its memory
 stays flat as the dataset grows.
 
-    python benchmarks/build_speed.py                     # 120 images of 1024 px, then 5x as many
+    python benchmarks/build_speed.py                     # 300 images of 1024 px, then 5x as many
     python benchmarks/build_speed.py --images 1000 --num-proc 8 --max-side 512
 
 It writes a folder of generated 1024x1024 grayscale PNGs with a `metadata.csv` (the `imagefolder-csv` layout)
@@ -10,11 +10,12 @@ and prints:
 (a) build wall time / (sum of pure decode+resize time / cores)   target <= 1.25
     the pure time decodes and resizes every image once in one process, the least work any build must do;
     "cores" is --num-proc, the processes the build decodes with;
-    also printed: the same ratio in CPU seconds (the build's process tree, less the libraries' import, over the
-    pure loop), which a busy machine does not distort as it does wall time. The build process measures it itself,
-    around the `build_dataset` call (its own CPU time plus its reaped workers'); `cpu_ratio_whole_process` is the
-    older, noisier estimate: the whole process tree less a separate import-only run (whose CPU time alone varies
-    by a few tenths of a second from run to run on a shared machine);
+    also printed: the same ratio in CPU seconds (the build call and its reaped workers, measured by the build
+    process itself, over the pure loop's), which a busy machine distorts less than wall time.
+    Each size is timed as --repeat (default 3) pairs of (pure loop, build) run back to back on the same images,
+    and the median of the pairs' ratios is kept: this virtual machine's speed drifts by 10-15% over minutes, its
+    kernel drops cached files after a while (the images are read into the page cache before each run), and
+    timed builds run unobserved (sampling memory takes CPU from the build).
 (b) peak RSS of a build of 5x the images / peak RSS of a build of 1x   target <= 1.3
     each build runs in its own subprocess; its peak is the largest sum of the resident memory of the build
     process and its workers, sampled every 20 ms; also printed without the pages of memory-mapped files (the
@@ -28,6 +29,7 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -55,8 +57,17 @@ def make_images(folder: Path, count: int, size: int, seed: int = 0) -> Path:
     return folder
 
 
+def warm_page_cache(folder: Path) -> None:
+    """Read every file of `folder` so that the timed run reads them from memory, as a build of a dataset just
+    downloaded or read before would. This machine's kernel reclaims page-cache pages unused for a while (DAMON),
+    so images written minutes earlier may be read from disk again, which made single runs up to 25% slower."""
+    for path in folder.iterdir():
+        path.read_bytes()
+
+
 def pure_decode_resize_seconds(folder: Path, max_side: int) -> tuple[float, float]:
     """Decode and resize every PNG once, in this process: the floor for any build. Returns (wall, CPU) seconds."""
+    warm_page_cache(folder)
     total = 0.0
     cpu_start = time.process_time()
     for path in sorted(folder.glob("*.png")):
@@ -98,9 +109,13 @@ print("BUILD_CPU_SECONDS", tree_cpu() - cpu_start)
 
 
 def run_build(
-    src: Path | None, out: Path | None, max_side: int, num_proc: int, hf_home: Path
+    src: Path, out: Path, max_side: int, num_proc: int, hf_home: Path, sample_memory: bool = False
 ) -> tuple[float, float, float, float, float, float]:
-    """Build in a subprocess (`src=None`: only import the libraries).
+    """Build in a subprocess.
+
+    With `sample_memory`, this process samples the build's memory every 20 ms: about 1.2 ms of CPU a sample, so
+    6% of a core taken from the build on a machine whose cores the build fills; timed runs do not sample (their
+    peaks are returned as 0).
 
     Returns (wall seconds of the whole process, build seconds, peak tree RSS in MiB, CPU seconds of the process
     and its workers, peak tree RSS less file-backed shared pages in MiB, CPU seconds of the build call and its
@@ -108,8 +123,10 @@ def run_build(
     """
     import psutil
 
+    shutil.rmtree(out, ignore_errors=True)  # an earlier repeat's output
+    warm_page_cache(src)
     env = {**os.environ, "HF_HOME": str(hf_home), "HF_DATASETS_DISABLE_PROGRESS_BARS": "1", "HF_HUB_OFFLINE": "1"}
-    script = _BUILD if src is not None else _IMPORTS + "print('BUILD_SECONDS 0')"
+    script = _BUILD
     cpu_before = _children_cpu()
     start = time.perf_counter()
     process = subprocess.Popen(
@@ -121,7 +138,7 @@ def run_build(
     )
     root = psutil.Process(process.pid)
     peak = peak_anon = 0
-    while process.poll() is None:
+    while sample_memory and process.poll() is None:
         try:
             tree = [root, *root.children(recursive=True)]
             rss = anon = 0
@@ -145,13 +162,31 @@ def run_build(
     return wall, values["BUILD_SECONDS"], peak / 2**20, cpu, peak_anon / 2**20, values.get("BUILD_CPU_SECONDS", 0.0)
 
 
+def paired_ratios(folder: Path, out: Path, args, hf_home: Path) -> dict:
+    """Time the pure loop and a build of the same images back to back, `args.repeat` times; the ratios of each
+    pair, and their median. Pairing matters: this machine's speed drifts by 10-15% over minutes (the same pure
+    loop took 7.2 s, then 8.1 s a quarter of an hour later), so a floor measured once, or on other images, and a
+    build measured later compare two machines."""
+    pairs = []
+    for _ in range(args.repeat):
+        pure, pure_cpu = pure_decode_resize_seconds(folder, args.max_side)
+        _, build, _, _, _, build_cpu = run_build(folder, out, args.max_side, args.num_proc, hf_home)
+        pairs.append({"pure_s": round(pure, 3), "build_s": round(build, 3),
+                      "ratio": round(build / (pure / args.num_proc), 3), "cpu_ratio": round(build_cpu / pure_cpu, 3)})  # fmt: skip
+    return {"ratio": statistics.median(p["ratio"] for p in pairs),
+            "cpu_ratio": statistics.median(p["cpu_ratio"] for p in pairs), "runs": pairs}  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=120, help="images in the 1x build (the 5x build has 5 times as many)")
+    # 300: about the smallest real dataset radtune reads (VQA-RAD has 315 images). A build of 120 images lasts one
+    # second, a tenth of it start-up (staging, forking, warming caches, metadata), which that size magnifies.
+    parser.add_argument("--images", type=int, default=300, help="images in the 1x build (the 5x build has 5 times as many)")
     parser.add_argument("--size", type=int, default=1024, help="side of the generated PNGs")
     parser.add_argument("--max-side", type=int, default=512, help="--max-side of the build")
     parser.add_argument("--num-proc", type=int, default=os.cpu_count() or 1, help="processes the build decodes with")
     parser.add_argument("--scale", type=int, default=5, help="size of the large build relative to the small one")
+    parser.add_argument("--repeat", type=int, default=3, help="timed (pure, build) pairs per size; the median is kept")
     parser.add_argument("--workdir", type=Path, default=None, help="where to write images (default: a temp folder)")
     args = parser.parse_args(argv)
 
@@ -159,32 +194,27 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         small = make_images(work / "small", args.images, args.size)
         large = make_images(work / "large", args.images * args.scale, args.size, seed=1)
-        pure, pure_cpu = pure_decode_resize_seconds(small, args.max_side)
         hf = work / "hf"
-        import_cpu = run_build(None, None, args.max_side, args.num_proc, hf)[3]
-        small_run = run_build(small, work / "out-small", args.max_side, args.num_proc, hf)
-        large_run = run_build(large, work / "out-large", args.max_side, args.num_proc, hf)
-        wall_small, build_small, rss_small, cpu_small, anon_small, build_cpu_small = small_run
-        wall_large, build_large, rss_large, cpu_large, anon_large, build_cpu_large = large_run
-        floor = pure / args.num_proc
+        speed_small = paired_ratios(small, work / "out-small", args, hf)
+        speed_large = paired_ratios(large, work / "out-large", args, hf)
+        # Memory: one more build of each size, sampled (timed builds are not: see `run_build`).
+        _, _, rss_small, _, anon_small, _ = run_build(small, work / "out-small", args.max_side, args.num_proc, hf,
+                                                      sample_memory=True)  # fmt: skip
+        _, _, rss_large, _, anon_large, _ = run_build(large, work / "out-large", args.max_side, args.num_proc, hf,
+                                                      sample_memory=True)  # fmt: skip
         result = {
             "images": args.images,
             "scale": args.scale,
+            "repeat": args.repeat,
             "num_proc": args.num_proc,
             "max_side": args.max_side,
-            "pure_decode_resize_s": round(pure, 3),
-            "build_s": round(build_small, 3),
-            "process_wall_s": round(wall_small, 3),
-            "speed_ratio": round(build_small / floor, 3),
-            "build_large_s": round(build_large, 3),
-            "speed_ratio_large": round(build_large / (floor * args.scale), 3),
-            # CPU seconds (load-independent): the build call and its workers, measured by the build process, over the
-            # pure loop's CPU seconds.
-            "cpu_ratio": round(build_cpu_small / pure_cpu, 3),
-            "cpu_ratio_large": round(build_cpu_large / (pure_cpu * args.scale), 3),
-            # The same from outside: the whole process tree less a separate import-only run (noisier).
-            "cpu_ratio_whole_process": round((cpu_small - import_cpu) / pure_cpu, 3),
-            "cpu_ratio_whole_process_large": round((cpu_large - import_cpu) / (pure_cpu * args.scale), 3),
+            "speed_ratio": speed_small["ratio"],
+            "speed_ratio_large": speed_large["ratio"],
+            # CPU seconds: the build call and its workers, measured by the build process, over the pure loop's.
+            "cpu_ratio": speed_small["cpu_ratio"],
+            "cpu_ratio_large": speed_large["cpu_ratio"],
+            "runs_small": speed_small["runs"],
+            "runs_large": speed_large["runs"],
             "load_average_1min": round(os.getloadavg()[0], 2),
             "peak_rss_small_mib": round(rss_small, 1),
             "peak_rss_large_mib": round(rss_large, 1),
