@@ -69,3 +69,11 @@ def test_train_push_and_pull_through_the_hub(hub_server, tiny_model, pair_datase
             "image/preprocessor_config.json"} <= set(report["files"])  # fmt: skip
     assert report["card_mentions_contrastive"]
     assert report["clip_class"] == "CLIPModel"
+
+
+def test_a_missing_local_model_folder_is_named_not_a_hub_validation_traceback(tmp_path):
+    from radtune.common.hub import HubError
+
+    missing = tmp_path / "runs" / "no-such-clip"
+    with pytest.raises(HubError, match="neither an existing local path nor a valid Hub repo id"):
+        load_contrastive(missing)

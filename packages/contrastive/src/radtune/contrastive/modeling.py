@@ -62,12 +62,14 @@ def _hub_repo_is_dual_encoder(repo_id: str) -> bool:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError
 
+    from radtune.common.hub import hub_errors
     from radtune.contrastive.dual_encoder import CONFIG_NAME
 
-    try:
-        hf_hub_download(repo_id, CONFIG_NAME)
-    except EntryNotFoundError:
-        return False
+    with hub_errors(repo_id, filename=CONFIG_NAME):  # a mistyped local path gets a message, not a traceback
+        try:
+            hf_hub_download(repo_id, CONFIG_NAME)
+        except EntryNotFoundError:
+            return False
     return True
 
 
