@@ -37,6 +37,7 @@ from trl import ModelConfig
 
 from radtune.common.config import make_parser as _make_parser
 from radtune.common.config import parse_args_and_config
+from radtune.common.generation_eval import generation_eval_samples_field
 
 ARCHS = ("vit-gpt2", "blip")
 DEFAULT_MODELS = {
@@ -85,12 +86,9 @@ class CaptioningArguments:
     )
     max_target_length: int = field(default=128, metadata={"help": "Longest caption in tokens (longer ones are cut)."})
     max_new_tokens: int = field(default=64, metadata={"help": "Longest generated caption in tokens."})
-    generation_eval_samples: int = field(
-        default=64,
-        metadata={"help": "At each evaluation during training, caption the first N rows of the eval split and log "
-                  "eval_bleu_1..4, eval_rouge_l, eval_cider (usable as metric_for_best_model, e.g. cider); 0: eval "
-                  "loss only."},
-    )  # fmt: skip
+    generation_eval_samples: int = generation_eval_samples_field(
+        "caption", "eval_bleu_1..4, eval_rouge_l, eval_cider", "cider"
+    )
     num_beams: int = field(default=1, metadata={"help": "Beams for generation during evaluation."})
     encoder: str | None = field(
         default=None, metadata={"help": "vit-gpt2 only: compose from this vision encoder (with --decoder)."}

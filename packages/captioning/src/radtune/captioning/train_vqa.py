@@ -29,6 +29,7 @@ from trl import ModelConfig
 
 from radtune.common.config import make_parser as _make_parser
 from radtune.common.config import parse_args_and_config
+from radtune.common.generation_eval import VQA_LOGGED, generation_eval_samples_field
 
 DEFAULT_MODEL = "Salesforce/blip-vqa-base"
 # LoRA on the query/value projections of BLIP's text encoder (reads the question) and text decoder (writes the answer).
@@ -93,12 +94,7 @@ class VQAArguments:
     dataset_test_split: str | None = field(default="test", metadata={"help": "Split for the final evaluation."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on at most this many rows."})
     max_new_tokens: int = field(default=16, metadata={"help": "Longest generated answer in tokens."})
-    generation_eval_samples: int = field(
-        default=64,
-        metadata={"help": "At each evaluation during training, answer the first N rows of the eval split and log "
-                  "eval_strict_closed_accuracy, eval_strict_open_recall, … (usable as metric_for_best_model, e.g. "
-                  "strict_closed_accuracy); 0: eval loss only."},
-    )  # fmt: skip
+    generation_eval_samples: int = generation_eval_samples_field("answer", *VQA_LOGGED)
     num_beams: int = field(default=1, metadata={"help": "Beams for generation."})
     resume: bool = field(default=False, metadata={"help": "Resume from the last checkpoint in output_dir."})
     hub_repo_id: str | None = field(default=None, metadata={"help": "Push the result to this Hub repo."})

@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from transformers.trainer_utils import SaveStrategy
 from trl import ModelConfig, SFTConfig
 
+from radtune.common.generation_eval import VQA_LOGGED, generation_eval_samples_field
+
 # LoRA on the language model's linear layers only: the vision tower and the projector stay frozen (LLaMA-Factory
 # users hit `lora_target: all` silently adapting vision blocks).
 LANGUAGE_MODEL_LORA_TARGET = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
@@ -55,12 +57,7 @@ class ScriptArguments:
         metadata={"help": "Split evaluated during training (eval_strategy steps/epoch): eval loss and VQA metrics of "
                   "generated answers. When absent, dataset_test_split is used (with a warning)."},
     )  # fmt: skip
-    generation_eval_samples: int = field(
-        default=64,
-        metadata={"help": "At each evaluation during training, answer the first N rows of the eval split and log "
-                  "eval_strict_closed_accuracy, eval_strict_open_recall, … (usable as metric_for_best_model, e.g. "
-                  "strict_closed_accuracy); 0: eval loss only."},
-    )  # fmt: skip
+    generation_eval_samples: int = generation_eval_samples_field("answer", *VQA_LOGGED)
     max_train_samples: int | None = field(default=None, metadata={"help": "Train on the first N rows only."})
     max_eval_samples: int | None = field(
         default=None, metadata={"help": "Evaluate on the first N QA items of the test split only."}
