@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -81,19 +80,11 @@ def pure_decode_resize_seconds(folder: Path, max_side: int) -> tuple[float, floa
     return total, time.process_time() - cpu_start
 
 
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 # The libraries are imported before the clock starts: their import time is a constant, not a cost per image.
-_IMPORTS = """
-import sys, time
+_BUILD = """
+import resource, sys, time
 import datasets
 from radtune.dataprep.build import build_dataset
-"""
-_BUILD = _IMPORTS + """
-import resource
 
 def tree_cpu():
     own, workers = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -110,16 +101,15 @@ print("BUILD_CPU_SECONDS", tree_cpu() - cpu_start)
 
 def run_build(
     src: Path, out: Path, max_side: int, num_proc: int, hf_home: Path, sample_memory: bool = False
-) -> tuple[float, float, float, float, float, float]:
+) -> tuple[float, float, float, float]:
     """Build in a subprocess.
 
     With `sample_memory`, this process samples the build's memory every 20 ms: about 1.2 ms of CPU a sample, so
     6% of a core taken from the build on a machine whose cores the build fills; timed runs do not sample (their
     peaks are returned as 0).
 
-    Returns (wall seconds of the whole process, build seconds, peak tree RSS in MiB, CPU seconds of the process
-    and its workers, peak tree RSS less file-backed shared pages in MiB, CPU seconds of the build call and its
-    workers as the build process measured them).
+    Returns (build seconds, CPU seconds of the build call and its workers as the build process measured them,
+    peak tree RSS in MiB, the same less file-backed shared pages in MiB).
     """
     import psutil
 
@@ -127,8 +117,6 @@ def run_build(
     warm_page_cache(src)
     env = {**os.environ, "HF_HOME": str(hf_home), "HF_DATASETS_DISABLE_PROGRESS_BARS": "1", "HF_HUB_OFFLINE": "1"}
     script = _BUILD
-    cpu_before = _children_cpu()
-    start = time.perf_counter()
     process = subprocess.Popen(
         [sys.executable, "-c", script, str(src), str(out), str(max_side), str(num_proc)],
         stdout=subprocess.PIPE,
@@ -154,12 +142,10 @@ def run_build(
             pass
         time.sleep(0.02)
     stdout, stderr = process.communicate()
-    wall = time.perf_counter() - start
-    cpu = _children_cpu() - cpu_before
     if process.returncode != 0:
         raise SystemExit(f"build failed:\n{stderr[-4000:]}")
     values = {line.split()[0]: float(line.split()[1]) for line in stdout.splitlines() if line.startswith("BUILD_")}
-    return wall, values["BUILD_SECONDS"], peak / 2**20, cpu, peak_anon / 2**20, values.get("BUILD_CPU_SECONDS", 0.0)
+    return values["BUILD_SECONDS"], values["BUILD_CPU_SECONDS"], peak / 2**20, peak_anon / 2**20
 
 
 def paired_ratios(folder: Path, out: Path, args, hf_home: Path) -> dict:
@@ -170,7 +156,7 @@ def paired_ratios(folder: Path, out: Path, args, hf_home: Path) -> dict:
     pairs = []
     for _ in range(args.repeat):
         pure, pure_cpu = pure_decode_resize_seconds(folder, args.max_side)
-        _, build, _, _, _, build_cpu = run_build(folder, out, args.max_side, args.num_proc, hf_home)
+        build, build_cpu, _, _ = run_build(folder, out, args.max_side, args.num_proc, hf_home)
         pairs.append({"pure_s": round(pure, 3), "build_s": round(build, 3),
                       "ratio": round(build / (pure / args.num_proc), 3), "cpu_ratio": round(build_cpu / pure_cpu, 3)})  # fmt: skip
     return {"ratio": statistics.median(p["ratio"] for p in pairs),
@@ -198,9 +184,9 @@ def main(argv: list[str] | None = None) -> dict:
         speed_small = paired_ratios(small, work / "out-small", args, hf)
         speed_large = paired_ratios(large, work / "out-large", args, hf)
         # Memory: one more build of each size, sampled (timed builds are not: see `run_build`).
-        _, _, rss_small, _, anon_small, _ = run_build(small, work / "out-small", args.max_side, args.num_proc, hf,
+        _, _, rss_small, anon_small = run_build(small, work / "out-small", args.max_side, args.num_proc, hf,
                                                       sample_memory=True)  # fmt: skip
-        _, _, rss_large, _, anon_large, _ = run_build(large, work / "out-large", args.max_side, args.num_proc, hf,
+        _, _, rss_large, anon_large = run_build(large, work / "out-large", args.max_side, args.num_proc, hf,
                                                       sample_memory=True)  # fmt: skip
         result = {
             "images": args.images,
