@@ -14,13 +14,12 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from radtune.common.labeler import OBSERVATIONS
 from radtune.dataprep.phantoms import (
-    CHEXPERT_OBSERVATIONS,
     DEFAULT_PREVALENCES,
     Phantom,
     generate_phantoms,
     iter_phantoms,
-    learnability,
     make_preview,
 )
 from radtune.dataprep.phantoms.drawing import draw_phantom
@@ -30,6 +29,7 @@ from radtune.dataprep.phantoms.layouts import CHEXPERT_PLUS_COLUMNS
 
 N = 24
 SIZE = 64
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 SUBJECT_ID = re.compile(r"^1\d{7}$")
 STUDY_ID = re.compile(r"^5\d{7}$")
@@ -100,7 +100,7 @@ def test_mimic_cxr_layout(built):
         "PatientOrientationCodeSequence_CodeMeaning",
     ]  # fmt: skip
     assert list(split[0]) == ["dicom_id", "study_id", "subject_id", "split"]
-    assert list(chexpert[0]) == ["subject_id", "study_id", *sorted(CHEXPERT_OBSERVATIONS)]
+    assert list(chexpert[0]) == ["subject_id", "study_id", *sorted(OBSERVATIONS)]
     assert len(metadata) == len(split) == len(chexpert) == N
 
     subjects_per_split = {}
@@ -173,8 +173,8 @@ def test_chexpert_plus_layout(built):
         records = [json.loads(line) for line in lines]
         assert [record["path_to_image"] for record in records] == [row["path_to_image"] for row in rows]
         for record in records:
-            assert set(record) == {"path_to_image", *CHEXPERT_OBSERVATIONS}
-            assert all(record[name] in (1.0, 0.0, -1.0, None) for name in CHEXPERT_OBSERVATIONS)
+            assert set(record) == {"path_to_image", *OBSERVATIONS}
+            assert all(record[name] in (1.0, 0.0, -1.0, None) for name in OBSERVATIONS)
 
 
 def test_nih_layout(built):
@@ -223,9 +223,9 @@ def test_labels_match_the_drawn_findings(built):
     chexpert = {row["study_id"]: row for row in _read_gz_csv(built("mimic-cxr") / "mimic-cxr-2.0.0-chexpert.csv.gz")}
     for image, record in truth.items():
         study = image.split("/")[3][1:]
-        labels = {name: chexpert[study][name] for name in CHEXPERT_OBSERVATIONS}
+        labels = {name: chexpert[study][name] for name in OBSERVATIONS}
         assert _positives(labels) == _positives(record["chexpert"]), image
-        assert all(labels[name] in ("", "0.0") for name in CHEXPERT_OBSERVATIONS if name not in _positives(labels))
+        assert all(labels[name] in ("", "0.0") for name in OBSERVATIONS if name not in _positives(labels))
 
     root = built("chexpert-plus")
     truth = {record["image"]: record for record in _ground_truth(root)}
@@ -429,8 +429,11 @@ def test_preview(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_linear_model_sees_every_drawn_finding():
-    """The fast check (600 training phantoms; the full one is benchmarks/phantom_learnability.py)."""
+def test_a_linear_model_sees_every_drawn_finding(monkeypatch):
+    """The fast check (600 training phantoms) of benchmarks/phantom_learnability.py, whose full run uses 2000."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # the drawing processes inherit sys.path and find the module too
+    from phantom_learnability import learnability
+
     aucs = learnability(n_train=600, n_test=300, image_size=96, model="logistic", seed=1)
     assert set(aucs) == {"cardiomegaly", "pleural_effusion", "pneumothorax", "nodule_or_mass", "consolidation",
                          "support_devices"}  # fmt: skip

@@ -50,6 +50,26 @@ def test_single_turn_messages_keep_splits_ids_and_answer_types(source, tmp_path)
     assert result.exit_code != 0 and "--overwrite" in result.output
 
 
+def test_the_pipeline_function_writes_what_the_command_writes(source, tmp_path):
+    from datasets import load_from_disk
+
+    from radtune.dataprep.qa.pipeline import QAPipelineError, generate_qa_dataset
+
+    by_command = _export(source, tmp_path / "command")
+    report = generate_qa_dataset(source, tmp_path / "library", generator="rules", n_per_report=3, balance=False)
+    assert report == json.loads((tmp_path / "library" / "qa_report.json").read_text())
+    written = json.loads((tmp_path / "command" / "qa_report.json").read_text())
+    assert {k: v for k, v in report.items() if k != "command"} == {k: v for k, v in written.items() if k != "command"}
+    by_library = load_from_disk(str(tmp_path / "library"))
+    for split in by_command:
+        assert by_library[split]["messages"] == by_command[split]["messages"]
+
+    with pytest.raises(QAPipelineError, match="already holds a QA dataset"):
+        generate_qa_dataset(source, tmp_path / "library", generator="rules")
+    with pytest.raises(QAPipelineError, match=r"split\(s\) nope not in .*; it has: train, test"):
+        generate_qa_dataset(source, tmp_path / "other", generator="rules", splits=["nope"])
+
+
 def test_multi_turn_and_prompt_completion_forms(source, tmp_path):
     multi = _export(source, tmp_path / "multi", "--conversation", "multi")["train"]
     assert len(multi) == 4

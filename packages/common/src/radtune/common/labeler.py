@@ -45,6 +45,9 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+# The 14 CheXpert observations in the CheXpert labeler's order: radtune's one declaration of this vocabulary.
+# Readers, phantom layouts, the clinical metric and zero-shot classes import it (MIMIC-CXR's chexpert.csv and
+# CheXbert's label files list the same names in other orders).
 OBSERVATIONS = (
     "No Finding",
     "Enlarged Cardiomediastinum",

@@ -237,12 +237,13 @@ def info(dir_or_repo, examples):
             raise click.ClickException(f"{path} is not a dataset folder written by `radtune data build`")
         dataset = _load_local(path)
     else:
-        from datasets import load_dataset
+        from radtune.common.datasets_io import load_dataset_any
+        from radtune.common.errors import HubError
 
-        try:
-            dataset = load_dataset(dir_or_repo)
-        except Exception as error:  # datasets raises many types for a missing repo; say which repo failed
-            raise click.ClickException(f"could not load {dir_or_repo!r}: {type(error).__name__}: {error}") from error
+        try:  # a missing path fails at once; a repo id that the Hub does not know, within seconds
+            dataset = load_dataset_any(dir_or_repo)
+        except (HubError, ValueError, FileNotFoundError) as error:
+            raise click.ClickException(str(error)) from error
     click.echo(f"{dir_or_repo}")
     for name, split in dataset.items():
         click.echo(f"  {name}: {len(split):,} rows")

@@ -45,9 +45,6 @@ STRING_FIELDS = (
 LIST_FIELDS = ("labels", "concepts")
 RECORD_FIELDS = ("image", *STRING_FIELDS, *LIST_FIELDS, "split")
 
-# The 14 CheXpert observations, in the labeler's (CheXpert's) order.
-CHEXPERT_LABELS = OBSERVATIONS
-
 
 class MissingColumnError(ValueError):
     """A metadata file lacks a column the reader needs."""
@@ -133,7 +130,7 @@ def clean_text(value) -> str:
     return "" if text == "NULL" else text
 
 
-def label_names(values: dict[str, object], names: Iterable[str] = CHEXPERT_LABELS) -> list[str]:
+def label_names(values: dict[str, object], names: Iterable[str] = OBSERVATIONS) -> list[str]:
     """The names whose value is positive (`1`, `1.0`, `"1.0"`): uncertain (-1) and blank are not positive."""
     positive = []
     for name in names:

@@ -8,13 +8,11 @@ same readers as the real download; its `PHANTOM.json` marks it as source `phanto
 credentialed). Labels come from what was drawn (`findings.py` documents the CheXpert/NIH mapping).
 """
 
-from radtune.dataprep.phantoms.findings import CHEXPERT_OBSERVATIONS, DEFAULT_PREVALENCES, TARGETS, Phantom
+from radtune.dataprep.phantoms.findings import DEFAULT_PREVALENCES, TARGETS, Phantom
 from radtune.dataprep.phantoms.generator import LAYOUTS, MARKER_FILE, generate_phantoms, iter_phantoms
-from radtune.dataprep.phantoms.learnability import learnability
 from radtune.dataprep.phantoms.preview import make_preview
 
 __all__ = [
-    "CHEXPERT_OBSERVATIONS",
     "DEFAULT_PREVALENCES",
     "LAYOUTS",
     "MARKER_FILE",
@@ -22,6 +20,5 @@ __all__ = [
     "Phantom",
     "generate_phantoms",
     "iter_phantoms",
-    "learnability",
     "make_preview",
 ]

@@ -39,23 +39,6 @@ DEFAULT_PREVALENCES: dict[str, float] = {
 # The findings a model must be able to see (the learnability targets), each a function of a `Phantom`.
 TARGETS = ("cardiomegaly", "pleural_effusion", "pneumothorax", "nodule_or_mass", "consolidation", "support_devices")
 
-CHEXPERT_OBSERVATIONS = (
-    "Atelectasis",
-    "Cardiomegaly",
-    "Consolidation",
-    "Edema",
-    "Enlarged Cardiomediastinum",
-    "Fracture",
-    "Lung Lesion",
-    "Lung Opacity",
-    "No Finding",
-    "Pleural Effusion",
-    "Pleural Other",
-    "Pneumonia",
-    "Pneumothorax",
-    "Support Devices",
-)
-
 SIDES = ("right", "left")
 SIZES = ("small", "moderate", "large")
 LOBES = ("right upper lobe", "right middle lobe", "right lower lobe", "left upper lobe", "left lower lobe")

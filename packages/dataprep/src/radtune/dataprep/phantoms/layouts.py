@@ -14,7 +14,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from radtune.dataprep.phantoms.findings import CHEXPERT_OBSERVATIONS, Phantom
+from radtune.common.labeler import OBSERVATIONS
+from radtune.dataprep.phantoms.findings import Phantom
 from radtune.dataprep.phantoms.reports import (
     ReportContent,
     chexpert_plus_sections,
@@ -38,7 +39,9 @@ MIMIC_METADATA_COLUMNS = (
     "PatientOrientationCodeSequence_CodeMeaning",
 )
 MIMIC_SPLIT_COLUMNS = ("dicom_id", "study_id", "subject_id", "split")
-MIMIC_CHEXPERT_COLUMNS = ("subject_id", "study_id", *CHEXPERT_OBSERVATIONS)
+# MIMIC-CXR's chexpert.csv lists the observations alphabetically.
+MIMIC_CHEXPERT_OBSERVATIONS = tuple(sorted(OBSERVATIONS))
+MIMIC_CHEXPERT_COLUMNS = ("subject_id", "study_id", *MIMIC_CHEXPERT_OBSERVATIONS)
 
 CHEXPERT_PLUS_COLUMNS = (
     "path_to_image",
@@ -69,7 +72,7 @@ CHEXPERT_PLUS_COLUMNS = (
     "deceased",
     "split",
 )
-# The key order of CheXbert's label files.
+# The key order of CheXbert's label files (the names of `OBSERVATIONS`, in CheXbert's own order).
 CHEXBERT_OBSERVATIONS = (
     "Enlarged Cardiomediastinum",
     "Cardiomegaly",
@@ -162,7 +165,7 @@ class LayoutWriter:
             "split": study.split,
             "findings": study.phantom.as_dict(),
             "targets": study.phantom.targets(),
-            "chexpert": {name: (1.0 if name in positive else None) for name in CHEXPERT_OBSERVATIONS},
+            "chexpert": {name: (1.0 if name in positive else None) for name in OBSERVATIONS},
             "nih": study.phantom.nih_labels(),
         }
         self._truth.write(json.dumps(truth, sort_keys=True) + "\n")
@@ -220,7 +223,7 @@ class MimicCxrWriter(LayoutWriter):
         self._writers["split"].writerow((ids["dicom_id"], ids["study_id"], ids["subject_id"], study.split))
         labels = section_labels(study.report.impression)  # MIMIC-CXR's labels come from the impression
         self._writers["chexpert"].writerow(
-            (ids["subject_id"], ids["study_id"], *(_label_cell(labels[name]) for name in CHEXPERT_OBSERVATIONS))
+            (ids["subject_id"], ids["study_id"], *(_label_cell(labels[name]) for name in MIMIC_CHEXPERT_OBSERVATIONS))
         )
 
     def close(self) -> None:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import textwrap
 from dataclasses import dataclass, field
 
-from radtune.dataprep.phantoms.findings import CHEXPERT_OBSERVATIONS, Phantom
+from radtune.common.labeler import OBSERVATIONS
+from radtune.dataprep.phantoms.findings import Phantom
 
 SD = "Support Devices"
 
@@ -48,7 +49,7 @@ class ReportContent:
 
 def section_labels(statements: list[Statement]) -> dict[str, float | None]:
     """CheXpert labels of a section: positive beats negative; No Finding when nothing but devices is positive."""
-    labels: dict[str, float | None] = dict.fromkeys(CHEXPERT_OBSERVATIONS)
+    labels: dict[str, float | None] = dict.fromkeys(OBSERVATIONS)
     for statement in statements:
         for observation, value in statement.labels.items():
             current = labels[observation]

@@ -8,6 +8,7 @@
 - `pricing.py`: token prices and the cost report
 - `rules_generator.py`: the offline generator built on the report labeler
 - `export.py`: the TRL `messages` / `prompt`-`completion` dataset and its card
+- `pipeline.py`: `generate_qa_dataset`, the whole run (load, generate, export, report)
 
-The command is `radtune data qa` (`radtune.dataprep.qa_cli`).
+The command is `radtune data qa` (`radtune.dataprep.qa_cli`, a thin layer over `pipeline.py`).
 """

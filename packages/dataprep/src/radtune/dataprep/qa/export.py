@@ -126,7 +126,7 @@ def build_qa_dataset(dataset, pairs: dict[str, Sequence[list[dict] | None]], con
 
 
 def render_qa_card(report: dict, source_card_metadata: dict | None = None, data_use_notice: str = "") -> str:
-    """The `README.md` of a QA dataset described by the run `report` (see `qa_cli`)."""
+    """The `README.md` of a QA dataset described by the run `report` (see `pipeline.generate_qa_dataset`)."""
     import yaml
 
     source_card_metadata = source_card_metadata or {}

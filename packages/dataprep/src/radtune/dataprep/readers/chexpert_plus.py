@@ -14,7 +14,9 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..records import CHEXPERT_LABELS, Reader, SourceLayoutError, clean_text, label_names, read_csv
+from radtune.common.labeler import OBSERVATIONS
+
+from ..records import Reader, SourceLayoutError, clean_text, label_names, read_csv
 
 REQUIRED = ("path_to_image", "deid_patient_id", "report", "section_findings", "section_impression", "split")
 LABEL_FILES = ("report_fixed.json", "impression_fixed.json", "findings_fixed.json")
@@ -37,7 +39,7 @@ def _labels(root: Path) -> dict[str, list[str]] | None:
                         raise ValueError(f"{path}:{number}: not a JSON line ({error})") from error
                     if "path_to_image" not in row:
                         raise ValueError(f"{path}:{number}: required key 'path_to_image' is missing")
-                    labels[row["path_to_image"]] = label_names(row, CHEXPERT_LABELS)
+                    labels[row["path_to_image"]] = label_names(row, OBSERVATIONS)
             return labels
     return None
 

@@ -15,7 +15,9 @@ from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 
-from ..records import CHEXPERT_LABELS, Reader, SourceLayoutError, find_file, label_names, read_csv
+from radtune.common.labeler import OBSERVATIONS
+
+from ..records import Reader, SourceLayoutError, find_file, label_names, read_csv
 from ..section_parser import parse_report
 
 PREFIX = "mimic-cxr-2.0.0"
@@ -49,7 +51,7 @@ def read(root: str | Path) -> Iterator[dict]:
     labels: dict[str, list[str]] = {}
     chexpert = find_file(root, f"{PREFIX}-chexpert.csv")
     if chexpert is not None:
-        for row in read_csv(chexpert, required=("subject_id", "study_id", *CHEXPERT_LABELS)):
+        for row in read_csv(chexpert, required=("subject_id", "study_id", *OBSERVATIONS)):
             labels[row["study_id"]] = label_names(row)
     views: dict[str, str] = {}
     metadata = find_file(root, f"{PREFIX}-metadata.csv")
