@@ -8,10 +8,12 @@ import sys
 from pathlib import Path
 
 import click
+import pytest
 import tomllib
 from click.testing import CliRunner
 
 from radtune.common.cli import cli
+from radtune.common.errors import HubError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -80,3 +82,37 @@ def test_broken_plugin_does_not_take_the_cli_down(monkeypatch):
     result = CliRunner().invoke(cli, ["broken"])
     assert result.exit_code != 0
     assert "could not load 'broken'" in result.output
+
+
+@pytest.mark.parametrize(
+    "error", [ValueError("bad value for --split"), FileNotFoundError("no such folder: runs/x"), HubError("repo gone")]
+)
+def test_user_errors_from_any_command_are_two_lines_without_traceback(monkeypatch, error):
+    monkeypatch.delenv("RADTUNE_TRACEBACK", raising=False)
+
+    @click.group("task")
+    def task() -> None:
+        """A task group."""
+
+    @task.command("fail")
+    def fail() -> None:
+        raise error
+
+    monkeypatch.setitem(cli.commands, "task", task)
+    result = CliRunner().invoke(cli, ["task", "fail"])
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [f"Error: {error}", "(set RADTUNE_TRACEBACK=1 to see the traceback)"]
+
+    monkeypatch.setenv("RADTUNE_TRACEBACK", "1")
+    result = CliRunner().invoke(cli, ["task", "fail"])
+    assert result.exception is error  # re-raised unchanged, with its traceback
+
+
+def test_other_exceptions_keep_their_traceback(monkeypatch):
+    @click.command("bug")
+    def bug() -> None:
+        raise KeyError("a bug")
+
+    monkeypatch.setitem(cli.commands, "bug", bug)
+    result = CliRunner().invoke(cli, ["bug"])
+    assert isinstance(result.exception, KeyError)

@@ -9,13 +9,23 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from radtune.common.hub import HubError, resolve_model_path
+import radtune.common.hub as hub_module
+from radtune.common.hub import (
+    HubError,
+    MissingPathError,
+    looks_like_local_path,
+    require_model_files,
+    resolve_model_path,
+)
 
 ROUNDTRIPS = Path(__file__).parents[1] / "hub_roundtrips.py"
 
@@ -181,5 +191,101 @@ def test_resolver_returns_local_paths_unchanged(tmp_path):
 def test_resolver_errors_name_the_repo_offline():
     with pytest.raises(HubError, match="radtune-tests/not-cached"):
         resolve_model_path("radtune-tests/not-cached")
-    with pytest.raises(HubError, match="neither an existing local path nor a valid Hub repo id"):
-        resolve_model_path("./no/such/local/folder")
+
+
+@pytest.mark.parametrize(
+    "name", ["./ph-qaX", "../runs/x", "/no/such/folder", "~/no-such-folder", "runs/a/b", "runs/x/"]
+)
+def test_a_name_that_can_only_be_a_path_is_not_looked_up_on_the_hub(name, monkeypatch):
+    def no_hub(*args, **kwargs):
+        raise AssertionError("the Hub was asked")
+
+    monkeypatch.setattr(hub_module.HfApi, "repo_info", no_hub)
+    monkeypatch.setattr(hub_module, "snapshot_download", no_hub)
+    assert looks_like_local_path(name)
+    started = time.monotonic()
+    with pytest.raises(MissingPathError, match=f"^no such folder: {re.escape(name)}") as excinfo:
+        resolve_model_path(name)
+    assert time.monotonic() - started < 1
+    assert isinstance(excinfo.value, FileNotFoundError) and isinstance(excinfo.value, HubError)
+    if not name.startswith(("/", "~")):
+        assert f"(cwd {Path.cwd()})" in str(excinfo.value)
+
+
+def test_repo_shaped_names_are_not_local_paths():
+    assert not looks_like_local_path("runs/x") and not looks_like_local_path("gpt2")
+    assert not looks_like_local_path("openai/clip-vit-base-patch32")
+
+
+def test_a_two_part_name_offline_names_both_readings_fast(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    started = time.monotonic()
+    with pytest.raises(MissingPathError) as excinfo:
+        resolve_model_path("runs/x")
+    assert time.monotonic() - started < 10
+    assert str(excinfo.value) == (
+        f"runs/x is not a folder here (cwd {tmp_path}) and not a model repo on the Hub: offline mode "
+        "(HF_HUB_OFFLINE=1) and not in the local cache"
+    )
+    with pytest.raises(MissingPathError, match="bad name! is not a folder here .* not a valid repo id"):
+        resolve_model_path("bad name!")
+    (tmp_path / "runs" / "x").mkdir(parents=True)
+    assert resolve_model_path("runs/x") == Path("runs/x")  # a folder here wins, no Hub involved
+
+
+@pytest.fixture
+def silent_hub(monkeypatch):
+    """An endpoint that accepts connections and never answers: a Hub out of reach without failing DNS."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    monkeypatch.setattr(hub_module.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hub_module.constants, "ENDPOINT", f"http://127.0.0.1:{server.getsockname()[1]}")
+    yield
+    server.close()
+
+
+def test_a_two_part_name_fails_within_seconds_when_the_hub_never_answers(silent_hub, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    started = time.monotonic()
+    with pytest.raises(MissingPathError, match=r"^runs/x is not a folder here .* could not be reached \(timed out\)"):
+        resolve_model_path("runs/x")
+    assert time.monotonic() - started < 10
+
+
+def test_a_missing_repo_on_a_reachable_hub_names_both_readings(hub_server, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(hub_module.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hub_module.constants, "ENDPOINT", hub_server.url)
+    started = time.monotonic()
+    with pytest.raises(MissingPathError) as excinfo:
+        resolve_model_path("runs/no-such-run")
+    assert time.monotonic() - started < 10
+    message = str(excinfo.value)
+    assert message.startswith(
+        f"runs/no-such-run is not a folder here (cwd {tmp_path}) and not a model repo on the Hub"
+    )
+    assert "not found" in message
+
+
+def test_require_model_files_names_the_checkpoints(tmp_path):
+    run = tmp_path / "run"
+    for step in (10, 200, 30):
+        (run / f"checkpoint-{step}").mkdir(parents=True)
+        (run / f"checkpoint-{step}" / "adapter_config.json").write_text("{}")
+    (run / "runs").mkdir()
+    with pytest.raises(ValueError) as excinfo:
+        require_model_files(run)
+    assert str(excinfo.value) == (
+        f"{run} holds no saved model, only checkpoints (checkpoint-10, checkpoint-30, checkpoint-200): training "
+        f"stopped before saving it. Pass --model {run / 'checkpoint-200'} to use the newest one."
+    )
+    with pytest.raises(ValueError, match="--adapter .*checkpoint-200"):
+        require_model_files(run, flag="--adapter")
+    require_model_files(run / "checkpoint-30")  # an adapter folder passes
+    (run / "config.json").write_text("{}")
+    require_model_files(run)  # a finished run passes, checkpoints or not
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="holds no model or adapter"):
+        require_model_files(empty)

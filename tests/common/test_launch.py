@@ -1,16 +1,26 @@
-"""Shipped accelerate configs resolve by name; a CPU multi-process launch really gives two ranks."""
+"""Shipped accelerate configs resolve by name; a CPU multi-process launch really gives two ranks; the `train`
+command puts launcher flags before `--` and the module's after it, and says so when one is on the wrong side."""
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 from pathlib import Path
 
+import click
 import pytest
 import yaml
+from click.testing import CliRunner
 
-from radtune.common.launch import accelerate_config_names, accelerate_config_path, launch_command, training_command
+from radtune.common.launch import (
+    accelerate_config_names,
+    accelerate_config_path,
+    launch_command,
+    train_command,
+    training_command,
+)
 
 REQUIRED = {"single_gpu", "multi_gpu", "fsdp", "deepspeed_zero2", "deepspeed_zero3", "multi_node"}
 
@@ -51,6 +61,70 @@ def test_training_command_tells_the_module_it_runs_on_the_cpu():
     assert training_command("m", ["--x", "1"], cpu=True)[-4:] == ["--x", "1", "--use_cpu", "true"]
     assert training_command("m", ["--use_cpu", "false"], cpu=True).count("--use_cpu") == 1  # the user's flag wins
     assert "--use_cpu" not in training_command("m", ["--x"], accelerate_config="single_gpu")
+
+
+MODULE = "radtune.llava_vqa.train"
+
+
+def _train(args: list[str]):
+    """Invoke `radtune vqa train ARGS` built by the factory, inside a `vqa` group as the task CLIs do."""
+    group = click.Group("vqa", commands=[train_command(MODULE, examples=["{command} --cpu -- --config r.yaml"])])
+    return CliRunner().invoke(group, ["train", *args], prog_name="radtune vqa")
+
+
+def test_train_command_sends_flags_after_dashes_to_the_module_and_before_to_the_launcher():
+    result = _train(["--cpu", "--num-processes", "2", "--dry-run", "--", "--config", "recipe.yaml",
+                     "--learning_rate", "1e-4"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    command = shlex.split(result.output.strip())
+    assert command == training_command(MODULE, ["--config", "recipe.yaml", "--learning_rate", "1e-4"],
+                                       num_processes=2, cpu=True)  # fmt: skip
+    assert "--nproc_per_node=2" in command and command[-2:] == ["--use_cpu", "true"]
+
+    result = _train(["--accelerate-config=fsdp", "--num-processes=4", "--dry-run", "--", "--config", "r.yaml"])
+    command = shlex.split(result.output.strip())
+    assert command[command.index("--config_file") + 1] == str(accelerate_config_path("fsdp"))
+    assert command[command.index("--num_processes") + 1] == "4"
+    assert command[-4:] == ["-m", MODULE, "--config", "r.yaml"]
+
+    result = _train(["--dry-run"])  # nothing after `--`: the module with no arguments
+    assert shlex.split(result.output.strip())[-2:] == ["-m", MODULE]
+
+
+@pytest.mark.parametrize("flag", ["--num_processes", "--num-processes", "--accelerate_config", "--cpu", "--dry-run"])
+def test_a_launcher_flag_after_dashes_says_to_put_it_before(flag):
+    result = _train(["--dry-run", "--", "--config", "r.yaml", flag, "2"])
+    assert result.exit_code == 2
+    assert f"Error: {flag} is a launcher flag: put it before `--`" in result.output
+    if "_" in flag:
+        assert f"(spelled {flag.replace('_', '-')})" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("args", [["--config", "r.yaml"], ["--cpu", "--learning_rate", "1e-4"], ["r.yaml"]])
+def test_a_training_flag_before_dashes_says_to_put_it_after(args):
+    result = _train(args)
+    assert result.exit_code == 2
+    assert f"is a flag of {MODULE}: put it after `--`" in result.output or (
+        f"'r.yaml' is for {MODULE}: put it after `--`" in result.output
+    )
+    assert "radtune vqa train --cpu -- --config recipe.yaml" in result.output  # an example of the right shape
+
+
+def test_underscored_launcher_flag_before_dashes_gets_its_spelling():
+    result = _train(["--num_processes", "2", "--", "--config", "r.yaml"])
+    assert result.exit_code == 2 and "Error: --num_processes is spelled --num-processes" in result.output
+
+
+def test_train_command_help_and_unknown_accelerate_config():
+    result = _train(["--help"])
+    assert result.exit_code == 0
+    assert "Usage: radtune vqa train [OPTIONS] -- [TRAINING FLAGS]..." in result.output
+    assert "Examples:\n  radtune vqa train --cpu -- --config r.yaml" in result.output
+    for flag in ("--accelerate-config", "--num-processes", "--cpu", "--dry-run"):
+        assert flag in result.output
+    result = _train(["--accelerate-config", "zero9", "--dry-run"])
+    assert result.exit_code == 2 and "unknown accelerate config 'zero9'" in result.output
 
 
 @pytest.mark.distributed

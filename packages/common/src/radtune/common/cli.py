@@ -46,7 +46,21 @@ def _load(target: str) -> click.Command:
 
 
 class RadtuneGroup(click.Group):
-    """A group whose sub-groups come from common itself and from the `radtune.commands` entry points."""
+    """A group whose sub-groups come from common itself and from the `radtune.commands` entry points.
+
+    A `ValueError`, `OSError` or `HubError` that a sub-command lets through becomes a short click error (the
+    message and a hint line, no traceback) unless `RADTUNE_TRACEBACK=1`.
+    """
+
+    def invoke(self, ctx: click.Context):
+        from radtune.common.errors import TRACEBACK_HINT, USER_ERRORS, traceback_wanted
+
+        try:
+            return super().invoke(ctx)
+        except USER_ERRORS as error:
+            if traceback_wanted() or isinstance(error, BrokenPipeError):  # click itself handles a closed pipe
+                raise
+            raise click.ClickException(f"{error or type(error).__name__}\n{TRACEBACK_HINT}") from error
 
     def _targets(self) -> dict[str, str]:
         targets = dict(_OWN_GROUPS)
@@ -93,6 +107,9 @@ def cli() -> None:
       radtune tiny llava ./tiny-llava
       radtune --version
     """
+    from radtune.common.quiet import quiet_third_party
+
+    quiet_third_party()
 
 
 def main() -> None:

@@ -14,7 +14,8 @@ surface as `HubError` with a message naming the repo, revision or file, not as a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import filter_repo_objects
 
+from radtune.common.errors import HubError, MissingPathError
 from radtune.common.model_card import build_model_card
 
 try:  # the HTTP client huggingface_hub speaks through: httpx2 from huggingface_hub 2.0, httpx before
@@ -39,13 +41,19 @@ try:  # the HTTP client huggingface_hub speaks through: httpx2 from huggingface_
 except ImportError:
     from httpx import TransportError
 
+__all__ = ["HubError", "MissingPathError", "PushResult", "check_path_or_repo", "hub_errors", "looks_like_local_path",
+           "pull", "push_folder", "require_model_files", "resolve_model_path"]  # fmt: skip
+
 REPO_TYPES = ("model", "dataset")
 # Never pushed: git and huggingface_hub cache folders, bytecode, and the Trainer's intermediate checkpoints.
 DEFAULT_IGNORE = (".git/*", ".cache/*", "*/.cache/*", "__pycache__/*", "*/__pycache__/*", "checkpoint-*/*")
-
-
-class HubError(RuntimeError):
-    """A Hub operation failed; the message names the repo, revision or file and says what to check."""
+# Seconds one Hub request may take when asking whether a name that is not a local folder is a repo (the client
+# tries twice, so a Hub out of reach fails in about 2 × this + 1 s); RADTUNE_HUB_TIMEOUT overrides it.
+HUB_PROBE_TIMEOUT = 3.0
+# What a folder holding a model or an adapter has at its top level (a Trainer run that stopped early has only
+# `checkpoint-*` folders).
+MODEL_FILES = ("config.json", "adapter_config.json", "dual_encoder_config.json", "model.safetensors",
+               "model.safetensors.index.json", "pytorch_model.bin", "adapter_model.safetensors")  # fmt: skip
 
 
 @dataclass
@@ -102,11 +110,105 @@ def _check_repo_type(repo_type: str) -> None:
         raise HubError(f"repo_type must be one of {REPO_TYPES}, got '{repo_type}'")
 
 
+def looks_like_local_path(name: str | Path) -> bool:
+    """True for a name that can only mean a local path: it starts with `./`, `../`, `/` or `~`, ends with `/`, or
+    has more than two `/`-separated parts (a Hub repo id is `name` or `namespace/name`)."""
+    text = str(name)
+    if text in (".", "..") or text.startswith(("./", "../", "/", "~", ".\\", "..\\")) or text.endswith("/"):
+        return True
+    return "\\" in text or os.path.isabs(text) or len(text.split("/")) > 2
+
+
+def _not_here(name: str) -> str:
+    where = "" if os.path.isabs(os.path.expanduser(name)) else f" (cwd {Path.cwd()})"
+    return f"no such folder: {name}{where}"
+
+
+@dataclass
+class _HubAnswer:
+    found: bool
+    answered: bool  # False: offline mode, or the Hub out of reach
+    reason: str = ""
+
+
+def _probe_hub(name: str, repo_type: str, revision: str | None) -> _HubAnswer:
+    """Ask the Hub, with a short timeout, whether `name` is a repo; a refused revision or a gated repo raise."""
+    try:
+        with hub_errors(name, repo_type, revision):
+            timeout = float(os.environ.get("RADTUNE_HUB_TIMEOUT") or HUB_PROBE_TIMEOUT)
+            HfApi().repo_info(name, repo_type=repo_type, revision=revision, timeout=timeout)
+    except HubError as error:
+        cause = error.__cause__
+        if isinstance(cause, GatedRepoError):
+            return _HubAnswer(True, True)  # it exists; downloading says what to do about the gate
+        if isinstance(cause, RepositoryNotFoundError):
+            return _HubAnswer(False, True, "not found (or it is private and the token from HF_TOKEN or `hf auth "
+                                           "login` cannot read it)")  # fmt: skip
+        if isinstance(cause, HFValidationError):
+            return _HubAnswer(False, True, "not a valid repo id")
+        if isinstance(cause, (OfflineModeIsEnabled, LocalEntryNotFoundError)):
+            return _HubAnswer(False, False, "offline mode (HF_HUB_OFFLINE=1) and not in the local cache")
+        if isinstance(cause, TransportError):
+            return _HubAnswer(False, False, f"the Hub ({constants.ENDPOINT}) could not be reached ({cause}) and it "
+                                            "is not in the local cache")  # fmt: skip
+        raise
+    return _HubAnswer(True, True)
+
+
+def check_path_or_repo(
+    name: str | Path,
+    repo_type: str = "model",
+    revision: str | None = None,
+    in_cache: Callable[[], bool] | None = None,
+) -> bool:
+    """Fail fast, naming both readings, unless `name` is an existing local path or a repo on the Hub.
+
+    A name that can only be a path (`looks_like_local_path`) and does not exist fails at once with "no such
+    folder"; a one- or two-part name is asked of the Hub with a short timeout (`HUB_PROBE_TIMEOUT`, or the
+    `RADTUNE_HUB_TIMEOUT` variable), so a mistyped `runs/x` fails within seconds, offline too.
+
+    Args:
+        name (`str` or `Path`): a local path or a Hub repo id.
+        repo_type (`str`, *optional*, defaults to `"model"`): `"model"` or `"dataset"`.
+        revision (`str`, *optional*): branch, tag or commit on the Hub.
+        in_cache (`Callable[[], bool]`, *optional*): when the Hub cannot be asked (offline, out of reach), whether
+            a cached copy of the repo exists; without it, none does.
+
+    Returns:
+        `bool`: `True` when `name` is a local path, `False` when it is read from the Hub (or its cache).
+
+    Raises:
+        `MissingPathError`: neither a local path nor a repo (the message names the folder, the working directory
+            and why the Hub reading failed). `HubError`: the repo exists but the revision does not, or the Hub
+            refused the request.
+    """
+    if Path(name).expanduser().exists():
+        return True
+    text = str(name)
+    if looks_like_local_path(name):
+        raise MissingPathError(_not_here(text))
+    _check_repo_type(repo_type)
+    answer = _probe_hub(text, repo_type, revision)
+    if answer.found or (not answer.answered and in_cache is not None and in_cache()):
+        return False
+    raise MissingPathError(
+        f"{text} is not a folder here (cwd {Path.cwd()}) and not a {repo_type} repo on the Hub: {answer.reason}"
+    )
+
+
+def _cached_snapshot(repo_id: str, repo_type: str, revision: str | None) -> Path | None:
+    try:
+        return Path(snapshot_download(repo_id, repo_type=repo_type, revision=revision, local_files_only=True))
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled, EntryNotFoundError, HFValidationError):
+        return None
+
+
 def resolve_model_path(repo_or_path: str | Path, repo_type: str = "model", revision: str | None = None) -> Path:
     """A local folder for a model, adapter or dataset named by a local path or a Hub repo id.
 
-    An existing local path comes back unchanged; anything else is downloaded (or taken from the cache) with
-    `snapshot_download`.
+    An existing local path comes back unchanged; anything else is checked with `check_path_or_repo` (no Hub
+    look-up for a name that can only be a path, a short timeout otherwise) and then downloaded (or taken from the
+    cache) with `snapshot_download`.
 
     Args:
         repo_or_path (`str` or `Path`): a local folder or file, or a Hub repo id (`namespace/name`).
@@ -117,14 +219,55 @@ def resolve_model_path(repo_or_path: str | Path, repo_type: str = "model", revis
         `Path`
 
     Raises:
-        `HubError`: the path does not exist and the repo (or revision) cannot be found or fetched.
+        `MissingPathError` (a `HubError` and a `FileNotFoundError`): neither a local path nor a repo on the Hub.
+        `HubError`: the repo exists but the revision or a download fails.
     """
     path = Path(repo_or_path).expanduser()
     if path.exists():
         return path
-    _check_repo_type(repo_type)
-    with hub_errors(str(repo_or_path), repo_type, revision):
-        return Path(snapshot_download(str(repo_or_path), repo_type=repo_type, revision=revision))
+    name = str(repo_or_path)
+    cached: list[Path] = []
+
+    def in_cache() -> bool:
+        cached.extend(filter(None, [_cached_snapshot(name, repo_type, revision)]))
+        return bool(cached)
+
+    check_path_or_repo(name, repo_type, revision, in_cache=in_cache)
+    if cached:  # the Hub could not be asked: use the cached snapshot rather than wait on the network again
+        return cached[0]
+    with hub_errors(name, repo_type, revision):
+        return Path(snapshot_download(name, repo_type=repo_type, revision=revision))
+
+
+def require_model_files(folder: str | Path, flag: str = "--model") -> None:
+    """Refuse a folder that holds no model or adapter, naming its `checkpoint-*` folders when it has some.
+
+    A Trainer run that stopped before saving its model has only `checkpoint-N` folders; the message names them
+    and the `flag` value that evaluates the newest one.
+
+    Args:
+        folder (`str` or `Path`): the folder given as a model (an existing local folder).
+        flag (`str`, *optional*, defaults to `"--model"`): the option the user passes the folder with.
+
+    Raises:
+        `ValueError`: no model or adapter file (`config.json`, `adapter_config.json`, `*.safetensors`, …) at the
+            folder's top level.
+    """
+    folder = Path(folder)
+    if not folder.is_dir() or any((folder / name).is_file() for name in MODEL_FILES):
+        return
+    if any(folder.glob("*.safetensors")):
+        return
+    steps = sorted(
+        (int(path.name.removeprefix("checkpoint-")), path.name)
+        for path in folder.glob("checkpoint-*")
+        if path.is_dir() and path.name.removeprefix("checkpoint-").isdigit()
+    )
+    if steps:
+        names = ", ".join(name for _step, name in steps)
+        raise ValueError(f"{folder} holds no saved model, only checkpoints ({names}): training stopped before "
+                         f"saving it. Pass {flag} {folder / steps[-1][1]} to use the newest one.")  # fmt: skip
+    raise ValueError(f"{folder} holds no model or adapter (no {', '.join(MODEL_FILES[:3])} or *.safetensors)")
 
 
 def _folder_operations(folder: Path, ignore_patterns: Sequence[str]) -> list[CommitOperationAdd]:
