@@ -87,41 +87,121 @@ def test_label_writes_chexpert_style_csv(tmp_path):
     assert to_stdout.output.splitlines()[0].startswith("id,No Finding,")
 
 
-def test_report_gathers_runs(tmp_path):
-    write_metrics(tmp_path / "blip", {"bleu_4": 0.1, "cider": 0.5}, task="captioning", model="blip", n=10)
-    write_metrics(tmp_path / "vit", {"bleu_4": 0.2, "rouge_l": math.nan}, task="captioning", model="vit", n=10)
-    out = tmp_path / "cmp" / "report.md"
-    result = run("report", tmp_path / "blip", tmp_path / "vit", "--out", out)
-    assert result.exit_code == 0, result.output
-    table = out.read_text(encoding="utf-8")
-    assert "| blip | captioning | blip |" in table and "0.2000" in table
-    assert out.with_suffix(".png").stat().st_size > 1000
-    rows = list(csv.reader(out.with_suffix(".csv").open(encoding="utf-8")))
-    assert rows[0][:2] == ["run", "task"] and len(rows) == 3
+def _evaluation_runs(root):
+    """Five evaluation folders of four tasks, their metrics computed by radtune's metric functions and written by
+    its one writer, as the task packages' evaluators write them (intervals, baselines, an ablation verdict)."""
+    import numpy as np
 
+    from radtune.common.metrics.captioning import caption_metrics
+    from radtune.common.metrics.classification import multilabel_metrics
+    from radtune.common.metrics.retrieval import retrieval_metrics
+    from radtune.common.metrics.vqa import vqa_metrics
 
-def test_report_shows_intervals_and_the_ablation_verdict(tmp_path):
-    write_metrics(tmp_path / "a", {"strict/closed_accuracy": 0.9}, task="vqa", n=50,
-                  ci={"strict/closed_accuracy": (0.82, 0.96)},
-                  extra_meta={"image_ablation": {"metric": "strict/closed_accuracy", "ignores_image": False,
-                                                 "overlapping": [], "gap": 0.4}})  # fmt: skip
-    write_metrics(tmp_path / "b", {"strict/closed_accuracy": 0.55}, task="vqa", n=50,
-                  ci={"strict/closed_accuracy": (0.41, 0.69)},
+    answers = [
+        ("yes", "yes", "closed"),
+        ("no", "yes", "closed"),
+        ("yes", "no", "closed"),
+        ("left lung", "left lung", "open"),
+    ]
+    vqa = vqa_metrics(*zip(*answers, strict=True))
+    vqa |= {f"majority_baseline/{k}": 0.5 for k in vqa if "/" in k}
+    vqa |= {f"ablation/blank/{k}": 0.25 for k in vqa if k.startswith("strict/")} | {"ablation/gap": 0.4}
+    write_metrics(root / "llava" / "eval-test", vqa, task="vqa", model=str(root / "llava"), dataset="data-qa",
+                  split="test", n=4, ci={"strict/closed_accuracy": (0.0, 1.0), "strict/open_recall": (1.0, 1.0)},
                   extra_meta={"image_ablation": {"metric": "strict/closed_accuracy", "ignores_image": True,
-                                                 "overlapping": ["blank"], "gap": 0.05}})  # fmt: skip
-    write_metrics(tmp_path / "c", {"strict/closed_accuracy": 0.5}, task="vqa", n=50)
-    out = tmp_path / "report.md"
-    result = run("report", tmp_path / "a", tmp_path / "b", tmp_path / "c", "--out", out)
+                                                 "overlapping": ["blank"], "gap": 0.4}})  # fmt: skip
+    open_only = vqa_metrics(["left lung"], ["left upper lobe"], ["open"])
+    write_metrics(root / "blip-vqa", open_only, task="vqa", model="blip", dataset="data-qa", split="test", n=1)
+    captions = caption_metrics(["no effusion", "the heart is enlarged"], [["no effusion"], ["cardiomegaly"]],
+                               tokenizer="fallback-regex", meteor=False).metrics  # fmt: skip
+    write_metrics(root / "caption", {**captions, "constant_baseline/cider": 0.01}, task="captioning",
+                  model="tiny-vit-gpt2", dataset="data-mimic", split="test", n=2,
+                  ci={"cider": (0.1, 2.5)})  # fmt: skip
+    truth = np.array([[1, 0], [0, 1], [1, 1], [0, 0]])
+    scores = np.array([[0.9, 0.2], [0.3, 0.6], [0.7, 0.4], [0.1, 0.5]])
+    zero_shot = multilabel_metrics(truth, scores, ["Effusion", "Cardiomegaly"]).metrics
+    write_metrics(root / "zero-shot", zero_shot, task="zero-shot", model="clip", dataset="data-nih", split="test",
+                  n=4, ci={"auc_macro": (0.5, 1.0)})  # fmt: skip
+    retrieval = retrieval_metrics(np.eye(6) + 0.1) | {"chance/recall@5": 5 / 6}
+    write_metrics(
+        root / "retrieval", retrieval, task="retrieval", model="clip", dataset="data-mimic", split="test", n=6
+    )
+    return [root / "llava", root / "blip-vqa", root / "caption", root / "zero-shot", root / "retrieval"]
+
+
+def test_report_shows_one_headline_per_run_and_keeps_every_metric(tmp_path, monkeypatch):
+    from PIL import Image
+
+    monkeypatch.chdir(tmp_path)
+    runs = _evaluation_runs(tmp_path / "runs")
+    out = tmp_path / "cmp" / "report.md"
+    result = run("report", *runs, "--out", out)
     assert result.exit_code == 0, result.output
-    table = out.read_text(encoding="utf-8").splitlines()
-    assert "image_ablation" in table[0]
-    assert "uses the image (+0.4000)" in table[2] and "0.9000 [0.8200, 0.9600]" in table[2]
-    assert "IGNORES THE IMAGE (blank within the interval)" in table[3]
-    assert table[4].endswith("| 0.5000 |")  # no interval stored, none shown
-    rows = list(csv.DictReader(out.with_suffix(".csv").open(encoding="utf-8")))
-    assert rows[0]["strict/closed_accuracy"] == "0.9000"
-    assert (rows[0]["strict/closed_accuracy ci_low"], rows[0]["strict/closed_accuracy ci_high"]) == ("0.8200", "0.9600")
-    assert rows[2]["strict/closed_accuracy ci_low"] == ""
+    lines = [line for line in out.read_text(encoding="utf-8").splitlines() if line.startswith("|")]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    assert header == ["run", "task", "model", "dataset", "split", "n", "metric", "value", "95% interval", "baseline",
+                      "image ablation"]  # fmt: skip
+    rows = {cells[0]: dict(zip(header, cells, strict=True))
+            for cells in ([c.strip() for c in line.strip("|").split("|")] for line in lines[2:])}  # fmt: skip
+    assert list(rows) == ["llava/eval-test", "blip-vqa", "caption", "zero-shot", "retrieval"]  # a training run's eval
+    llava = rows["llava/eval-test"]
+    assert (llava["metric"], llava["value"], llava["95% interval"]) == ("strict/closed_accuracy", "0.3333",
+                                                                         "[0.0000, 1.0000]")  # fmt: skip
+    assert llava["baseline"] == "0.5000 (majority answer)" and llava["n"] == "4" and llava["split"] == "test"
+    assert llava["model"] == "runs/llava"  # an absolute path under the working directory, shown relative to it
+    assert llava["image ablation"] == "IGNORES THE IMAGE (blank within the interval)"
+    assert rows["blip-vqa"]["metric"] == "strict/open_recall" and rows["blip-vqa"]["95% interval"] == ""
+    assert rows["caption"]["metric"] == "cider" and rows["caption"]["baseline"] == "0.0100 (constant caption)"
+    assert rows["zero-shot"]["metric"] == "auc_macro" and rows["zero-shot"]["baseline"] == "0.5000 (chance)"
+    assert (rows["retrieval"]["metric"], rows["retrieval"]["value"]) == ("i2t/recall@5", "1.0000")
+    assert rows["retrieval"]["baseline"] == "0.8333 (chance)" and rows["retrieval"]["image ablation"] == ""
+    assert max(len(line) for line in lines) < 250  # was ~130 columns of every metric
+
+    # The CSV: every metric of every run, one row each, with its interval.
+    table = list(csv.DictReader(out.with_suffix(".csv").open(encoding="utf-8")))
+    assert list(table[0]) == ["run", "task", "model", "dataset", "split", "n", "metric", "value", "ci_low", "ci_high",
+                              "headline"]  # fmt: skip
+    expected = {(name, metric) for name, folder in zip(rows, [runs[0] / "eval-test", *runs[1:]], strict=True)
+                for metric in read_metrics(folder)["metrics"]}  # fmt: skip
+    assert {(r["run"], r["metric"]) for r in table} == expected and len(table) == len(expected)
+    by_key = {(r["run"], r["metric"]): r for r in table}
+    assert by_key[("caption", "cider")]["ci_low"] == "0.1" and by_key[("caption", "cider")]["headline"] == "true"
+    assert by_key[("caption", "bleu_4")]["ci_low"] == "" and by_key[("caption", "bleu_4")]["headline"] == "false"
+    assert by_key[("blip-vqa", "strict/closed_accuracy")]["value"] == ""  # NaN: no closed items
+    assert float(by_key[("zero-shot", "auc/Effusion")]["value"]) == pytest.approx(1.0)
+    assert by_key[("llava/eval-test", "n_closed")]["model"] == str(tmp_path / "runs" / "llava")  # as recorded
+    assert sum(r["headline"] == "true" for r in table) == 5
+
+    # Small multiples: one panel per task and headline metric, never wider than 2,400 px.
+    width, height = Image.open(out.with_suffix(".png")).size
+    assert width <= 2400 and height < 2400
+
+
+def test_report_plot_stays_within_2400_px_for_many_runs_and_tasks(tmp_path):
+    from PIL import Image
+
+    names = []
+    for i in range(40):
+        task = ["vqa", "captioning", "zero-shot", "retrieval", "grounding", "report-generation", "segmentation"][i % 7]
+        path = tmp_path / f"a-rather-long-run-name-number-{i:02d}"
+        write_metrics(path, {"strict/closed_accuracy": 0.5, "cider": 0.2, "auc_macro": 0.7, "i2t/recall@5": 0.3,
+                             "dice": i / 40, "n_items": 10.0}, task=task, n=10)  # fmt: skip
+        names.append(path)
+    out = tmp_path / "report.md"
+    result = run("report", *names, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert Image.open(out.with_suffix(".png")).size[0] <= 2400
+    header = out.read_text(encoding="utf-8").splitlines()[4]
+    assert header.endswith("| metric | value | 95% interval | baseline |")  # no ablation column, no metric columns
+    grounding = next(line for line in out.read_text(encoding="utf-8").splitlines() if "| grounding |" in line)
+    assert "| strict/closed_accuracy | 0.5000 |" in grounding  # an unknown task: its first score, not a count
+
+
+def test_report_on_a_folder_without_metrics_names_it(tmp_path):
+    (tmp_path / "run" / "checkpoint-2").mkdir(parents=True)
+    result = run("report", tmp_path / "run")
+    assert result.exit_code != 0 and "run: no metrics.json in it or in its subfolders" in result.output
+    assert "Traceback" not in result.output
 
 
 @pytest.mark.parametrize(
@@ -179,8 +259,6 @@ def test_label_and_report_errors(tmp_path):
     result = run("label", reports, "--text-column", "report")
     assert result.exit_code != 0 and "no column 'report'" in result.output
     (tmp_path / "run").mkdir()
-    result = run("report", tmp_path / "run")
-    assert result.exit_code != 0 and "metrics.json: no such file" in result.output
     (tmp_path / "run" / "metrics.json").write_text('{"metrics": {"bleu": "high"}}', encoding="utf-8")
     result = run("report", tmp_path / "run")
     assert result.exit_code != 0 and "metric 'bleu' must be a number" in result.output

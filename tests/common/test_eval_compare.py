@@ -133,7 +133,7 @@ def test_cli_prints_the_table_and_writes_json(vqa_runs, tmp_path):
     a, b, _ = vqa_runs
     out = tmp_path / "compare.json"
     result = CliRunner().invoke(cli, ["eval", "compare", str(a), str(b), "--metric", "strict/closed_accuracy",
-                                      "--resamples", "300", "--seed", "2", "--out", str(out)])  # fmt: skip
+                                      "--n-resamples", "300", "--seed", "2", "--out", str(out)])  # fmt: skip
     assert result.exit_code == 0, result.output
     header, line = [row for row in result.output.splitlines() if row.startswith(("metric", "strict/"))]
     assert header.split()[:5] == ["metric", "n", "A", "B", "B−A"]
@@ -142,6 +142,9 @@ def test_cli_prints_the_table_and_writes_json(vqa_runs, tmp_path):
     body = json.loads(out.read_text(encoding="utf-8"))
     assert list(body["metrics"]) == ["strict/closed_accuracy"] and body["n_resamples"] == 300 and body["seed"] == 2
     assert body["metrics"]["strict/closed_accuracy"]["difference"] == pytest.approx(0.6)
+
+    result = CliRunner().invoke(cli, ["eval", "compare", str(a), str(b), "--n-resamples", "0"])
+    assert result.exit_code != 0 and "--n-resamples must be positive, got 0" in result.output
 
     result = CliRunner().invoke(cli, ["eval", "compare", str(a), str(b), "--metric", "bleu"])
     assert result.exit_code != 0 and "unknown metric(s) bleu" in result.output

@@ -78,11 +78,13 @@ def _require(path: Path, rows: list[dict], spec: dict[str, tuple[type, ...]]) ->
         seen.add(row["id"])
 
 
-def _print_table(metrics: dict[str, float]) -> None:
+def _print_table(metrics: dict[str, float], ci: dict[str, list[float]] | None = None) -> None:
     width = max(len(name) for name in metrics)
-    click.echo(f"{'metric'.ljust(width)}  value")
+    click.echo(f"{'metric'.ljust(width)}  value [95% CI]" if ci else f"{'metric'.ljust(width)}  value")
     for name, value in metrics.items():
         shown = "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
+        if ci and name in ci:
+            shown += f" [{ci[name][0]:.4f}, {ci[name][1]:.4f}]"
         click.echo(f"{name.ljust(width)}  {shown}")
 
 
@@ -154,29 +156,33 @@ def captions(predictions: Path, out: Path | None, model: str | None, dataset: st
 @click.argument("predictions", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--candidates", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="LLaVA-Med candidate answer list (JSON list) for llava_med/open_accuracy.")  # fmt: skip
+@click.option("--n-resamples", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="Bootstrap resamples for the 95% intervals (0: none).")  # fmt: skip
 @_meta_options
 def vqa(
     predictions: Path,
     candidates: Path | None,
+    n_resamples: int,
     out: Path | None,
     model: str | None,
     dataset: str | None,
     split: str | None,
 ) -> None:
-    """VQA metrics (strict and llava_med families, closed/open/overall) of PREDICTIONS.
+    """VQA metrics (strict and llava_med families, closed/open/overall) of PREDICTIONS, with 95% intervals.
 
     PREDICTIONS is JSON lines (or a JSON list) of {"id", "question", "prediction", "answer", "answer_type"}
     with answer_type "closed" or "open", or an evaluation_results.csv with answer and answer_type columns.
     Rows that also carry `category`, `view` or `modality` get per-subgroup scores with bootstrap intervals
-    (printed, and under `subgroups` in metrics.json).
+    (printed, and under `subgroups` in metrics.json). Scored by the same code as `radtune vqa evaluate`.
 
     \b
     Example:
       radtune eval vqa answers.jsonl --out runs/llava/metrics.json
     """
     from radtune.common.metrics.io import write_metrics
-    from radtune.common.metrics.subgroups import subgroup_table, vqa_subgroups
-    from radtune.common.metrics.vqa import normalize_answer_type, vqa_metrics
+    from radtune.common.metrics.subgroups import subgroup_table
+    from radtune.common.metrics.vqa import normalize_answer_type
+    from radtune.common.vqa_evaluation import VQAItem, score_vqa
 
     rows = _read_rows(predictions)
     if predictions.suffix.lower() == ".csv":
@@ -185,11 +191,16 @@ def vqa(
                 row["answer"] = row["references"][0]
     _require(predictions, rows, {"id": (str, int), "prediction": (str,), "answer": (str, int, float),
                                  "answer_type": (str,)})  # fmt: skip
+    items = []
     for number, row in enumerate(rows, start=1):
         try:
-            normalize_answer_type(row["answer_type"])
+            answer_type = normalize_answer_type(row["answer_type"])
         except ValueError as error:
             raise _fail(f"{_where(predictions, number, row)}: {error}") from error
+        fields = {name: str(row[name]) if row.get(name) not in (None, "") else None
+                  for name in ("category", "view", "modality", "image_id")}  # fmt: skip
+        items.append(VQAItem(str(row["id"]), None, str(row.get("question") or ""), str(row["answer"]), answer_type,
+                             **fields))  # fmt: skip
     candidate_list = None
     if candidates:
         candidate_list = json.loads(candidates.read_text(encoding="utf-8"))
@@ -197,19 +208,15 @@ def vqa(
             candidate_list = candidate_list["0"]
         if not isinstance(candidate_list, list) or not candidate_list:
             raise _fail(f"{candidates}: expected a non-empty JSON list of candidate answers")
-    metrics = vqa_metrics(
-        [r["prediction"] for r in rows],
-        [str(r["answer"]) for r in rows],
-        [r["answer_type"] for r in rows],
-        candidates=candidate_list,
-    )
-    _print_table(metrics)
-    subgroups = vqa_subgroups(rows)
-    if subgroups:
-        click.echo(subgroup_table(subgroups))
+    report = score_vqa(items, [row["prediction"] for row in rows], candidates=candidate_list,
+                       n_resamples=max(n_resamples, 1))  # fmt: skip
+    ci = report.ci if n_resamples else {}
+    _print_table(report.metrics, ci)
+    if report.subgroups:
+        click.echo(subgroup_table(report.subgroups))
     if out:
-        path = write_metrics(out, metrics, task="vqa", model=model, dataset=dataset, split=split, n=len(rows),
-                             subgroups=subgroups)  # fmt: skip
+        path = write_metrics(out, report.metrics, task="vqa", model=model, dataset=dataset, split=split,
+                             n=len(rows), ci=ci, subgroups=report.subgroups)  # fmt: skip
         click.echo(f"wrote {path}")
 
 
@@ -218,10 +225,10 @@ def vqa(
 @click.argument("run_b", type=click.Path(exists=True, path_type=Path))
 @click.option("--metric", "metric_names", multiple=True,
               help="Compare only this metric (repeatable); default: every per-item metric of the task.")  # fmt: skip
-@click.option("--resamples", type=int, default=1000, show_default=True, help="Bootstrap resamples.")
+@click.option("--n-resamples", type=int, default=1000, show_default=True, help="Bootstrap resamples.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the comparison as JSON here.")
-def compare(run_a: Path, run_b: Path, metric_names: tuple[str, ...], resamples: int, seed: int,
+def compare(run_a: Path, run_b: Path, metric_names: tuple[str, ...], n_resamples: int, seed: int,
             out: Path | None) -> None:  # fmt: skip
     """Paired bootstrap of the difference B − A between two evaluation runs on the same items.
 
@@ -237,16 +244,16 @@ def compare(run_a: Path, run_b: Path, metric_names: tuple[str, ...], resamples: 
     from radtune.common.metrics.compare import compare_runs, comparison_table
     from radtune.common.metrics.io import EvaluationFileError
 
-    if resamples < 1:
-        raise _fail(f"--resamples must be positive, got {resamples}")
+    if n_resamples < 1:
+        raise _fail(f"--n-resamples must be positive, got {n_resamples}")
     try:
-        comparison = compare_runs(run_a, run_b, metrics=metric_names or None, n_resamples=resamples, seed=seed)
+        comparison = compare_runs(run_a, run_b, metrics=metric_names or None, n_resamples=n_resamples, seed=seed)
     except (EvaluationFileError, ValueError, RuntimeError) as error:
         raise _fail(str(error)) from error
     if not comparison["metrics"]:
         raise _fail("no metric has items scored in both runs")
     click.echo(f"A: {run_a}\nB: {run_b}\n{comparison['task']}, {comparison['n']} items, "
-               f"{resamples} paired bootstrap resamples (seed {seed})")  # fmt: skip
+               f"{n_resamples} paired bootstrap resamples (seed {seed})")  # fmt: skip
     click.echo(comparison_table(comparison))
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -328,90 +335,27 @@ def label(reports: Path, text_column: str, id_column: str, out: Path | None) -> 
 @eval_group.command("report")
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("report.md"),
-              show_default=True, help="Markdown table; the CSV and the bar chart PNG go beside it.")  # fmt: skip
+              show_default=True, help="Markdown table; the CSV and the PNG go beside it.")  # fmt: skip
 def report(run_dirs: tuple[Path, ...], out: Path) -> None:
-    """Gather metrics.json from each RUN_DIR into one table (markdown + CSV) and a bar chart PNG.
+    """Gather the evaluation runs RUN_DIRS into one report: markdown, CSV and PNG.
+
+    Each RUN_DIR is an evaluation folder (or its metrics.json), or a training run whose subfolders hold them.
+    The markdown shows each run's headline metric (VQA: strict closed accuracy, or open recall without closed
+    items; captioning: CIDEr-D; zero-shot: macro AUC; retrieval: image→text Recall@5) with its interval, n,
+    model, dataset, split, baseline and image-ablation verdict; the CSV holds every metric of every run, one row
+    each, with ci_low/ci_high; the PNG has one panel per task, the runs as bars with interval whiskers.
 
     \b
     Example:
-      radtune eval report runs/blip runs/vit-gpt2 --out report.md   # also report.csv, report.png
+      radtune eval report runs/blip/eval-test runs/vit-gpt2/eval-test --out report.md   # also report.csv, .png
     """
-    from radtune.common.metrics.io import EvaluationFileError, read_metrics
+    from radtune.common.eval_report import find_runs, markdown_table, write_report
+    from radtune.common.metrics.io import EvaluationFileError
 
-    runs = []
-    for run_dir in run_dirs:
-        try:
-            runs.append((run_dir, read_metrics(run_dir)))
-        except EvaluationFileError as error:
-            raise _fail(str(error)) from error
-    names = [p.name or str(p) for p, _ in runs]
-    if len(set(names)) < len(names):
-        names = [str(p) for p, _ in runs]
-    metric_names: list[str] = []
-    for _, body in runs:
-        metric_names += [m for m in body["metrics"] if m not in metric_names]
-    meta_keys = ("task", "model", "dataset", "split", "n")
-    # The image-ablation verdict of runs evaluated with it; the markdown shows each metric as `value [lo, hi]`
-    # where the run stored an interval, the CSV keeps plain numbers and the bounds in `<metric> ci_low/ci_high`.
-    ablated = any(body["meta"].get("image_ablation") for _, body in runs)
-    with_ci = [m for m in metric_names if any(m in body.get("ci", {}) for _, body in runs)]
-    header = ["run", *meta_keys, *(["image_ablation"] if ablated else []), *metric_names]
-    csv_header = header + [f"{m} ci_{side}" for m in with_ci for side in ("low", "high")]
-    table, csv_table = [], []
-    for name, (_, body) in zip(names, runs, strict=True):
-        meta, metrics, ci = body["meta"], body["metrics"], body.get("ci", {})
-        row = [name, *("" if meta.get(k) is None else str(meta.get(k)) for k in meta_keys)]
-        row += [_verdict_cell(meta.get("image_ablation"))] if ablated else []
-        table.append(row + [_fmt(metrics.get(m), ci.get(m)) for m in metric_names])
-        bounds = [_fmt(ci[m][i]) if m in ci else "" for m in with_ci for i in (0, 1)]
-        csv_table.append(row + [_fmt(metrics.get(m)) for m in metric_names] + bounds)
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in table]
-    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    csv_path, png_path = out.with_suffix(".csv"), out.with_suffix(".png")
-    with csv_path.open("w", encoding="utf-8", newline="") as file:
-        csv.writer(file).writerows([csv_header, *csv_table])
-    _bar_chart(png_path, names, [body["metrics"] for _, body in runs], metric_names)
-    click.echo("\n".join(lines))
-    click.echo(f"wrote {out}, {csv_path}, {png_path}")
-
-
-def _fmt(value: float | None, interval=None) -> str:
-    if value is None or math.isnan(value):
-        return ""
-    if interval is None or any(bound is None or math.isnan(bound) for bound in interval):
-        return f"{value:.4f}"
-    return f"{value:.4f} [{interval[0]:.4f}, {interval[1]:.4f}]"
-
-
-def _verdict_cell(verdict: dict | None) -> str:
-    if not verdict:
-        return ""
-    if verdict["ignores_image"]:
-        return f"IGNORES THE IMAGE ({', '.join(verdict['overlapping'])} within the interval)"
-    return f"uses the image ({verdict['gap']:+.4f})"
-
-
-def _bar_chart(path: Path, names: list[str], metrics: list[dict[str, float]], metric_names: list[str]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    # Counts (n_closed, …_counted) are not scores: leave them off the chart.
-    shown = [m for m in metric_names if not m.startswith("n_") and not m.endswith("_counted")]
-    width = 0.8 / max(len(names), 1)
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(shown) * max(len(names), 1) ** 0.5 + 2), 4.5))
-    for i, (name, values) in enumerate(zip(names, metrics, strict=True)):
-        heights = [values.get(m, math.nan) for m in shown]
-        ax.bar([j + i * width for j in range(len(shown))], [0.0 if math.isnan(h) else h for h in heights],
-               width=width, label=name)  # fmt: skip
-    ax.set_xticks([j + width * (len(names) - 1) / 2 for j in range(len(shown))])
-    ax.set_xticklabels(shown, rotation=45, ha="right", fontsize=8)
-    ax.set_ylabel("score")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        runs = find_runs(list(run_dirs))
+    except (EvaluationFileError, FileNotFoundError) as error:
+        raise _fail(str(error)) from error
+    paths = write_report(runs, out)
+    click.echo("\n".join(markdown_table(runs)))
+    click.echo(f"wrote {', '.join(map(str, paths))}")

@@ -1,7 +1,10 @@
 """Bootstrap confidence intervals over evaluation items, and the image-ablation check built on them.
 
-Intervals are percentile intervals from `scipy.stats.bootstrap` over resampled item indices, with a fixed seed,
-so a corpus-level statistic (CIDEr, AUC) is recomputed on every resample exactly as it is on the full set.
+Intervals are percentile intervals over resampled item indices, with a fixed seed, so a corpus-level statistic
+(CIDEr, AUC) is recomputed on every resample exactly as it is on the full set. The resamples and the percentiles
+are those of `scipy.stats.bootstrap(..., method="percentile")`, except that a resample on which a metric is
+undefined (NaN: an AUC on a resample without a positive, as CheXzero's bootstrap skips them) is left out of that
+metric's interval instead of turning the whole interval into NaN with a warning.
 """
 
 from __future__ import annotations
@@ -33,26 +36,11 @@ def bootstrap_ci(
         seed (`int`, *optional*, defaults to `0`): seed of the resampling.
 
     Returns:
-        `(low, high)`; `(nan, nan)` for fewer than two items.
+        `(low, high)` over the resamples where the statistic is defined; `(nan, nan)` for fewer than two items
+        or when fewer than two resamples are defined.
     """
-    from scipy.stats import bootstrap
-
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    if n_resamples < 1:
-        raise ValueError(f"n_resamples must be positive, got {n_resamples}")
-    if n_items < 2:
-        return (math.nan, math.nan)
-    result = bootstrap(
-        (np.arange(n_items),),
-        lambda indices: statistic(np.asarray(indices, dtype=int)),
-        n_resamples=n_resamples,
-        confidence_level=confidence,
-        method="percentile",
-        vectorized=False,
-        rng=np.random.default_rng(seed),
-    )
-    return (float(result.confidence_interval.low), float(result.confidence_interval.high))
+    low, high = _percentile_interval(n_items, lambda indices: [statistic(indices)], n_resamples, confidence, seed)
+    return (float(low[0]), float(high[0]))
 
 
 def bootstrap_cis(
@@ -67,26 +55,44 @@ def bootstrap_cis(
     AUC): `statistics` is called once per resample, not once per metric and resample.
 
     Returns:
-        `{name: (low, high)}` for each of `names`; `(nan, nan)` for fewer than two items.
+        `{name: (low, high)}` for each of `names`, as `bootstrap_ci` gives them.
     """
-    from scipy.stats import bootstrap
-
     names = list(names)
+
+    def statistic(indices):
+        values = statistics(indices)
+        return [values[name] for name in names]
+
+    low, high = _percentile_interval(n_items, statistic, n_resamples, confidence, seed, n_values=len(names))
+    return {name: (float(lo), float(hi)) for name, lo, hi in zip(names, low, high, strict=True)}
+
+
+def _percentile_interval(
+    n_items: int,
+    statistic: Callable[[np.ndarray], Sequence[float]],
+    n_resamples: int,
+    confidence: float,
+    seed: int,
+    n_values: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Low and high percentile bounds of each of the `n_values` metrics `statistic` returns, each over the
+    resamples where that metric is not NaN."""
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     if n_resamples < 1:
         raise ValueError(f"n_resamples must be positive, got {n_resamples}")
-    if n_items < 2 or not names:
-        return {name: (math.nan, math.nan) for name in names}
-
-    def statistic(indices):
-        values = statistics(np.asarray(indices, dtype=int))
-        return np.array([values[name] for name in names], dtype=float)
-
-    result = bootstrap((np.arange(n_items),), statistic, n_resamples=n_resamples, confidence_level=confidence,
-                       method="percentile", vectorized=False, rng=np.random.default_rng(seed))  # fmt: skip
-    low, high = np.atleast_1d(result.confidence_interval.low), np.atleast_1d(result.confidence_interval.high)
-    return {name: (float(lo), float(hi)) for name, lo, hi in zip(names, low, high, strict=True)}
+    low, high = np.full(n_values, math.nan), np.full(n_values, math.nan)
+    if n_items < 2 or n_values == 0:
+        return low, high
+    # The draws of scipy.stats.bootstrap with batch=None: one (n_resamples, n_items) matrix of indices.
+    indices = np.random.default_rng(seed).integers(0, n_items, (n_resamples, n_items))
+    values = np.array([statistic(row) for row in indices], dtype=float).reshape(n_resamples, n_values)
+    alpha = (1 - confidence) / 2
+    for column in range(n_values):
+        defined = values[:, column][~np.isnan(values[:, column])]
+        if len(defined) >= 2:
+            low[column], high[column] = np.quantile(defined, [alpha, 1 - alpha])
+    return low, high
 
 
 def mean_ci(values: Sequence[float], **kwargs) -> tuple[float, float]:
