@@ -67,3 +67,31 @@ def hub_server():
     spec.loader.exec_module(module)
     with module.HubServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def lora_step():
+    """`lora_step(model, loss_fn, target_modules)`: wrap `model` in LoRA, take one AdamW step on `loss_fn(model)` and
+    check the loss is finite, only adapter weights are trainable, and the step changed some of them and nothing
+    else. The tiny-model tests of each task package share it."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    def step(model, loss_fn, target_modules):
+        torch.manual_seed(0)
+        assert torch.isfinite(loss_fn(model))
+        model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=target_modules))
+        before = {name: p.detach().clone() for name, p in model.named_parameters()}
+        trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+        assert trainable and all("lora_" in name for name in trainable)
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+        loss = loss_fn(model)
+        assert torch.isfinite(loss)
+        loss.backward()
+        optimizer.step()
+        after = dict(model.named_parameters())
+        changed = {name for name in before if not torch.equal(before[name], after[name].detach())}
+        assert changed, "the optimizer step changed no adapter weight"
+        assert changed <= trainable, f"frozen weights changed: {sorted(changed - trainable)[:5]}"
+
+    return step

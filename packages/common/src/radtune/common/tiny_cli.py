@@ -6,8 +6,6 @@ from pathlib import Path
 
 import click
 
-from radtune.common.tiny import KINDS
-
 
 def _read_texts(path: Path) -> list[str]:
     """Lines of a text file, or the text columns of every split of a saved dataset folder."""
@@ -27,8 +25,20 @@ def _read_texts(path: Path) -> list[str]:
     return texts
 
 
+class _TinyCommand(click.Command):
+    """Lists the installed kinds (the `radtune.tiny` entry points) in `--help`, read only when help is shown."""
+
+    def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from radtune.common.tiny import tiny_kinds
+
+        super().format_help_text(ctx, formatter)
+        with formatter.section("Kinds installed"):
+            formatter.write_dl(list(tiny_kinds().items()) or [("(none)", "install a radtune task package")])
+
+
 @click.command(
     "tiny",
+    cls=_TinyCommand,
     epilog="""\b
 Examples:
   radtune tiny llava ./tiny-llava
@@ -36,9 +46,9 @@ Examples:
   radtune tiny clip ./tiny-clip --texts runs/phantoms-built   # a `radtune data build` folder
   radtune tiny llava ./tiny-llava-64 --image-size 64 --hidden-size 64
   radtune tiny llava ./tiny-llava --vision-tower runs/phantom-clip   # a CLIP from `radtune clip train`
-  radtune tiny dual-encoder ./tiny-dual   # writes text/ and image/ subfolders""",
+  radtune tiny dual-encoder ./tiny-dual   # a dual encoder; its text/ and image/ are plain towers""",
 )
-@click.argument("kind", type=click.Choice(KINDS))
+@click.argument("kind")
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option(
     "--texts",
@@ -63,11 +73,13 @@ def tiny(
     """Build a tiny, randomly initialised KIND model with its processor in OUT_DIR.
 
     The folder loads with plain `from_pretrained` and trains in seconds on a CPU: use it to smoke-test a
-    pipeline before spending GPU hours on the real model.
+    pipeline before spending GPU hours on the real model. KIND is one of the kinds listed below, which the
+    installed radtune task packages provide.
     """
-    from radtune.common.tiny import build_tiny
+    from radtune.common.tiny import build_tiny, tiny_builder
 
     try:
+        tiny_builder(kind)  # an unknown or missing kind fails before the texts are read
         lines = _read_texts(texts) if texts else None
         build_tiny(kind, out_dir, texts=lines, seed=seed, image_size=image_size, hidden_size=hidden_size,
                    vision_tower=vision_tower)  # fmt: skip

@@ -1,4 +1,4 @@
-"""Chat templates radtune trains with."""
+"""The chat template radtune trains LLaVA with."""
 
 # LLaVA-1.5's conversation format ("USER: <image>\n… ASSISTANT: …</s>") with `{% generation %}` markers around
 # the assistant's answer and its end-of-turn token, so TRL's `assistant_only_loss` trains on the answer and on
@@ -21,4 +21,3 @@ LLAVA_CHAT_TEMPLATE = (
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}{{ 'ASSISTANT:' }}{%- endif -%}"
 )
-
