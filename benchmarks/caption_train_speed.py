@@ -150,9 +150,9 @@ def radtune_way(folder: Path, dataset, batch_size: int, steps: int, warmup: int,
                 precision: str | None, max_length: int):  # fmt: skip
     from transformers import AutoImageProcessor, AutoTokenizer, BlipForConditionalGeneration
 
+    from radtune.captioning.collators import CaptioningCollator, undecoded_images
     from radtune.captioning.train import CaptioningTrainingArguments
     from radtune.captioning.trainer import GenerationTrainer
-    from radtune.common.collators import CaptioningCollator, undecoded_images
 
     dataset = undecoded_images(dataset)  # as radtune.captioning.train does: the collator decodes at reduced scale
     model = BlipForConditionalGeneration.from_pretrained(folder)

@@ -280,8 +280,8 @@ def per_image(count: int):
 def make_tokenizer(arch: str, scale: str):
     """A tokenizer in the style of the arch's own, trained on radtune's radiology corpus (at most the published
     vocabulary; `TINY_VOCAB` at --scale tiny)."""
-    from radtune.common.chat_templates import LLAVA_CHAT_TEMPLATE
     from radtune.common.tiny import builtin_corpus, train_tokenizer
+    from radtune.llava_vqa.chat_template import LLAVA_CHAT_TEMPLATE
 
     spec = ARCHS[arch]
     text = spec["text"]
@@ -359,9 +359,9 @@ def build_llava(args, images: list[bytes], output_dir: str, cuda: bool) -> Setup
     from transformers import CLIPImageProcessor, LlavaForConditionalGeneration, LlavaProcessor
     from trl import SFTTrainer, get_quantization_config
 
-    from radtune.common.chat_templates import LLAVA_CHAT_TEMPLATE
+    from radtune.llava_vqa.chat_template import LLAVA_CHAT_TEMPLATE
     from radtune.llava_vqa.inference import ensure_training_chat_template
-    from radtune.llava_vqa.train import LlavaModelConfig, LlavaSFTConfig, ScriptArguments, _device_map, _peft_config
+    from radtune.llava_vqa.train import LlavaModelConfig, LlavaSFTConfig, ScriptArguments, device_map, lora_config
 
     tokenizer = make_tokenizer(args.arch, args.scale)
     config = model_config(args.arch, args.scale, tokenizer)
@@ -390,10 +390,10 @@ def build_llava(args, images: list[bytes], output_dir: str, cuda: bool) -> Setup
         del model
         model = LlavaForConditionalGeneration.from_pretrained(
             None, config=config, state_dict=state_dict, dtype=model_args.dtype, attn_implementation=args.attn,
-            quantization_config=quantization_config, device_map=_device_map(training_args),
+            quantization_config=quantization_config, device_map=device_map(training_args),
         )  # fmt: skip
         del state_dict
-    peft_config = _peft_config(script_args, model_args) if model_args.use_peft else None
+    peft_config = lora_config(script_args, model_args) if model_args.use_peft else None
     if peft_config is None:
         model.model.vision_tower.requires_grad_(script_args.train_vision_tower)
         model.model.multi_modal_projector.requires_grad_(script_args.train_projector)
@@ -424,10 +424,10 @@ def build_captioning(args, images: list[bytes], output_dir: str, cuda: bool) -> 
     from transformers import BlipImageProcessor, ViTImageProcessor
     from trl import ModelConfig
 
+    from radtune.captioning.collators import CaptioningCollator, undecoded_images
     from radtune.captioning.modeling import prepare_tokenizer
     from radtune.captioning.train import CaptioningArguments, CaptioningTrainingArguments, lora_config
     from radtune.captioning.trainer import GenerationTrainer
-    from radtune.common.collators import CaptioningCollator, undecoded_images
 
     family = ARCHS[args.arch]["family"]
     tokenizer = prepare_tokenizer(make_tokenizer(args.arch, args.scale))
@@ -449,8 +449,8 @@ def build_captioning(args, images: list[bytes], output_dir: str, cuda: bool) -> 
     ]  # fmt: skip
 
     # Model, as radtune.captioning.train.main sets it up
-    script_args = CaptioningArguments(dataset_name="synthetic", arch="blip" if family == "blip" else "vit-gpt2",
-                                      text_field="text")  # fmt: skip
+    script_args = CaptioningArguments(dataset_name="synthetic",
+                                      architecture="blip" if family == "blip" else "vit-gpt2", text_column="text")  # fmt: skip
     model_args = ModelConfig(model_name_or_path=f"random {args.arch}", use_peft=args.mode == "lora",
                              **({"lora_r": args.lora_r} if args.lora_r else {}))  # fmt: skip
     notes = ["full: every weight"]
@@ -466,7 +466,7 @@ def build_captioning(args, images: list[bytes], output_dir: str, cuda: bool) -> 
     rows = args.batch_size * (args.warmup + args.steps)
     dataset = undecoded_images(Dataset.from_dict(caption_rows(rows, images, seed=args.seed), features=features))
     collator = CaptioningCollator(
-        image_processor=image_processor, tokenizer=tokenizer, text_field="text",
+        image_processor=image_processor, tokenizer=tokenizer, text_column="text",
         max_length=script_args.max_target_length, append_eos=family == "vit-gpt2", text_inputs=family == "blip",
         decoder_start_token_id=model.config.text_config.bos_token_id if family == "blip" else None,
     )  # fmt: skip
@@ -482,10 +482,17 @@ def build_clip(args, images: list[bytes], output_dir: str, cuda: bool) -> Setup:
     from datasets import Dataset, Features, Image, Value
     from transformers import CLIPImageProcessor
 
-    from radtune.contrastive.data import ContrastiveCollator, RadiographAugment, pair_transform
+    from radtune.contrastive.data import ContrastiveCollator, pair_transform
     from radtune.contrastive.losses import build_loss
-    from radtune.contrastive.modeling import ContrastiveProcessor, set_tower_trainable, towers
-    from radtune.contrastive.train import ContrastiveConfig, ModelArguments, ScriptArguments, _trainer_class
+    from radtune.contrastive.modeling import ContrastiveProcessor
+    from radtune.contrastive.train import (
+        ContrastiveConfig,
+        ModelArguments,
+        ScriptArguments,
+        configure_model,
+        training_augment,
+    )
+    from radtune.contrastive.trainer import ContrastiveTrainer
 
     tokenizer = make_tokenizer(args.arch, args.scale)
     config = model_config(args.arch, args.scale, tokenizer)
@@ -494,20 +501,13 @@ def build_clip(args, images: list[bytes], output_dir: str, cuda: bool) -> Setup:
     image_processor = CLIPImageProcessor(size={"shortest_edge": side}, crop_size={"height": side, "width": side})
     processor = ContrastiveProcessor(tokenizer=tokenizer, image_processor=image_processor, architecture="clip")
 
-    # Model, as radtune.contrastive.train.main sets it up
+    # Model, as radtune.contrastive.train.build_trainer sets it up
     script_args, model_args = ScriptArguments(dataset_name="synthetic"), ModelArguments(architecture="clip")
     training_args = ContrastiveConfig(**training_kwargs(args, output_dir, cuda))
-    tower = towers(model)
-    set_tower_trainable(tower["image"], model_args.freeze_vision_tower, model_args.unfreeze_last_n_vision_blocks)
-    set_tower_trainable(tower["text"], model_args.freeze_text_tower, model_args.unfreeze_last_n_text_blocks)
-    model.logit_scale.requires_grad_(model_args.learn_temperature and training_args.loss == "infonce")
+    configure_model(model, model_args, training_args.loss)
 
     # Data
-    augment = RadiographAugment(
-        rotation_degrees=training_args.aug_rotation_degrees, crop_min_area=training_args.aug_crop_min_area,
-        brightness=training_args.aug_brightness, contrast=training_args.aug_contrast,
-        horizontal_flip=training_args.aug_horizontal_flip,
-    )  # fmt: skip
+    augment = training_augment(training_args)
     features = Features({"image": Image(), "text": Value("string")})
     rows = args.batch_size * (args.warmup + args.steps)
     dataset = Dataset.from_dict(caption_rows(rows, images, seed=args.seed), features=features)
@@ -516,9 +516,9 @@ def build_clip(args, images: list[bytes], output_dir: str, cuda: bool) -> Setup:
     collator = ContrastiveCollator(tokenizer, image_processor, max_length=max_length)
     loss = build_loss(training_args.loss, training_args.local_loss, training_args.triplet_margin,
                       training_args.triplet_mining)  # fmt: skip
-    trainer = _trainer_class()(model=model, args=training_args, data_collator=collator, train_dataset=dataset,
-                               processing_class=processor, contrastive_loss=loss,
-                               head_learning_rate=training_args.head_learning_rate)  # fmt: skip
+    trainer = ContrastiveTrainer(model=model, args=training_args, data_collator=collator, train_dataset=dataset,
+                                 processing_class=processor, contrastive_loss=loss,
+                                 head_learning_rate=training_args.head_learning_rate)  # fmt: skip
     groups = [
         Group("image projection", r"visual_projection\.", per_image(1)),
         Group("text projection", r"text_projection\.", per_image(1)),

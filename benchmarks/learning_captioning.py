@@ -47,7 +47,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     from radtune.captioning import train
-    from radtune.captioning.evaluation import caption_scores, evaluate_dataset
+    from radtune.captioning.evaluation import caption_scores, evaluate_captions
     from radtune.captioning.modeling import load_captioner
     from radtune.common.config import parse_args_and_config
     from radtune.common.datasets_io import load_dataset_any
@@ -65,8 +65,9 @@ def main(argv=None) -> None:
         tiny = args.work / f"tiny-{TINY_KIND[arch]}"
         if not tiny.is_dir():
             build_tiny(TINY_KIND[arch], tiny, texts=texts)
-        untrained = evaluate_dataset(load_captioner(tiny, device="cpu"), test, args.work / f"untrained-{arch}",
-                                     text_field="impression", meteor=False, max_new_tokens=24)["cider"]  # fmt: skip
+        untrained = evaluate_captions(load_captioner(tiny, device="cpu"), test, args.work / f"untrained-{arch}",
+                                      text_column="impression", meteor=False, ablation=False,
+                                      max_new_tokens=24)["cider"]  # fmt: skip
         out = args.work / f"trained-{arch}"
         start = time.perf_counter()
         train.main(*parse_args_and_config(train.make_parser(), [

@@ -2,7 +2,7 @@
 
 A captioner that cannot see its image is flagged; one whose caption is a function of the image is not; the
 intervals hold the estimate and shrink with more items; `--no-ablation` skips the check; metrics.json holds the
-intervals and the verdict. BLIP VQA rows get the same.
+intervals and the verdict. BLIP VQA answers get the same, through the one VQA scorer, with the majority baseline.
 """
 
 from __future__ import annotations
@@ -42,18 +42,18 @@ class NearestNeighbourCaptioner:
     profile tells the findings apart; a blank or a noise image lands on one finding for every item.
 
     It stands in for a trained model (a trained tiny ViT-GPT2 needs minutes to read these images) and goes through
-    the same evaluation path: `evaluate_dataset` only calls `generate(images, questions=…)`.
+    the same evaluation path: `evaluate_captions` only calls `generate(images, questions=…)`.
     """
 
     vqa = False
 
-    def __init__(self, rows, text_field: str):
+    def __init__(self, rows, text_column: str):
         self.profiles = np.stack([self.profile(image) for image in rows["image"]])
-        self.captions = list(rows[text_field])
+        self.captions = list(rows[text_column])
 
     @staticmethod
     def profile(image) -> np.ndarray:
-        from radtune.common.collators import open_image
+        from radtune.captioning.collators import open_image
 
         return np.asarray(open_image(image).convert("L").resize((40, 40)), dtype=float).mean(axis=0)
 
@@ -90,7 +90,7 @@ def _evaluate_cli(model, dataset, out, *extra):
 
     return CliRunner().invoke(cli, [
         "caption", "evaluate", "--model", str(model), "--dataset", str(dataset), "--split", "test", "--out", str(out),
-        "--text-field", "impression", "--no-meteor", "--max-new-tokens", "8", "--n-resamples", "200", *extra,
+        "--text-column", "impression", "--no-meteor", "--max-new-tokens", "8", "--n-resamples", "200", *extra,
     ])  # fmt: skip
 
 
@@ -128,13 +128,14 @@ def test_a_captioner_blind_to_the_image_is_flagged(blind_captioner, caption_data
 
 
 def test_a_constant_captioner_is_flagged_though_it_scores_above_zero(caption_dataset, tmp_path):
-    from radtune.captioning.evaluation import evaluate_dataset
+    from radtune.captioning.evaluation import evaluate_captions
     from radtune.common.datasets_io import load_dataset_any
     from radtune.common.metrics.io import read_metrics
 
     test = load_dataset_any(caption_dataset)["test"]
-    metrics = evaluate_dataset(ConstantCaptioner(IMPRESSIONS[0]), test, tmp_path, text_field="impression",
-                               meteor=False, ablation=True, n_resamples=300)  # fmt: skip
+    # ablation is on by default, as in `radtune caption evaluate` and the trainer's final evaluation
+    metrics = evaluate_captions(ConstantCaptioner(IMPRESSIONS[0]), test, tmp_path, text_column="impression",
+                                meteor=False, n_resamples=300)  # fmt: skip
     body = read_metrics(tmp_path)
     low, high = body["ci"]["cider"]
     assert low < metrics["cider"] < high and metrics["cider"] > 0  # right on one item in four
@@ -154,14 +155,14 @@ def test_no_ablation_skips_the_check_but_keeps_the_intervals(blind_captioner, ca
 
 
 def test_a_captioner_that_reads_the_image_is_not_flagged(caption_dataset, tmp_path):
-    from radtune.captioning.evaluation import evaluate_dataset
+    from radtune.captioning.evaluation import evaluate_captions
     from radtune.common.datasets_io import load_dataset_any
     from radtune.common.metrics.io import read_metrics
 
     data = load_dataset_any(caption_dataset)
     captioner = NearestNeighbourCaptioner(data["train"], "impression")
-    metrics = evaluate_dataset(captioner, data["test"], tmp_path, text_field="impression", meteor=False,
-                               ablation=True, n_resamples=300)  # fmt: skip
+    metrics = evaluate_captions(captioner, data["test"], tmp_path, text_column="impression", meteor=False,
+                                ablation=True, n_resamples=300)  # fmt: skip
     body = read_metrics(tmp_path)
     verdict = body["meta"]["image_ablation"]
     assert verdict["ignores_image"] is False and verdict["overlapping"] == []
@@ -195,18 +196,34 @@ def test_intervals_hold_the_estimate_and_shrink_as_the_sample_grows():
         assert small > medium > large > 0, (name, widths[name])
 
 
-def test_vqa_rows_get_intervals_and_the_ablation_check(vqa_dataset, tmp_path):
-    from radtune.captioning.evaluation import evaluate_dataset
+def test_blip_vqa_answers_get_intervals_the_ablation_check_and_the_majority_baseline(vqa_dataset, tmp_path):
+    from radtune.captioning.evaluation import evaluate_blip_vqa
     from radtune.common.datasets_io import load_dataset_any
-    from radtune.common.metrics.io import read_metrics
+    from radtune.common.metrics.io import read_metrics, read_results
 
-    test = load_dataset_any(vqa_dataset)["test"]
-    metrics = evaluate_dataset(ConstantAnswerer(), test, tmp_path, ablation=True, n_resamples=200)
+    data = load_dataset_any(vqa_dataset)
+    metrics = evaluate_blip_vqa(ConstantAnswerer(), data["test"], tmp_path, train_dataset=data["train"],
+                                n_resamples=200)  # fmt: skip
     body = read_metrics(tmp_path)
-    assert body["meta"]["task"] == "vqa"
+    assert body["meta"]["task"] == "vqa" and body["meta"]["n"] == 4
     verdict = body["meta"]["image_ablation"]
     assert verdict["metric"] == "strict/closed_accuracy" and verdict["ignores_image"] is True
     for kind in ("blank", "noise"):
         assert metrics[f"ablation/{kind}/strict/closed_accuracy"] == metrics["strict/closed_accuracy"]
+    # "yes" to both closed questions (one yes, one no); the training split's answer to each question is always right
+    assert metrics["strict/closed_accuracy"] == 0.5
+    assert metrics["majority_baseline/strict/closed_accuracy"] == 1.0
+    assert metrics["majority_baseline/strict/open_recall"] == 1.0
     low, high = body["ci"]["strict/closed_accuracy"]
     assert low <= metrics["strict/closed_accuracy"] <= high
+    rows = read_results(tmp_path)
+    assert [row["question"] for row in rows] == data["test"]["question"]
+    assert {row["answer_type"] for row in rows} == {"closed", "open"}
+
+
+def test_blip_vqa_evaluation_refuses_a_captioner(vqa_dataset, tmp_path):
+    from radtune.captioning.evaluation import evaluate_blip_vqa
+    from radtune.common.datasets_io import load_dataset_any
+
+    with pytest.raises(ValueError, match="BLIP VQA model"):
+        evaluate_blip_vqa(ConstantCaptioner("x"), load_dataset_any(vqa_dataset)["test"], tmp_path)

@@ -1,4 +1,4 @@
-"""The captioning collator: dynamic padding, exact label masking, EOS and decoder-start handling."""
+"""The captioning and BLIP VQA collators: dynamic padding, exact label masking, EOS and decoder-start handling."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from captioning_data import make_image
 
-from radtune.common.collators import IGNORE_INDEX, CaptioningCollator, row_text
+from radtune.captioning.collators import IGNORE_INDEX, CaptioningCollator, row_text
 
 TEXTS = ["No acute process.", "Small left pleural effusion with basal atelectasis and mild cardiomegaly."]
 
@@ -61,7 +61,7 @@ def test_text_from_several_columns_and_images_list_column(tiny_model):
     assert row_text({"findings": " Clear lungs. ", "impression": None}, ("findings", "impression")) == "Clear lungs."
     assert row_text({"findings": "A.", "impression": "B."}, ("findings", "impression")) == "A. B."
     tokenizer, image_processor = _processing(tiny_model("blip-caption"))
-    collator = CaptioningCollator(image_processor, tokenizer, text_field=("findings", "impression"))
+    collator = CaptioningCollator(image_processor, tokenizer, text_column=("findings", "impression"))
     batch = collator([{"images": [make_image(0)], "findings": "Clear lungs.", "impression": "Normal."}])
     assert batch["pixel_values"].shape[0] == 1
 
@@ -77,7 +77,7 @@ def test_large_images_are_shrunk_first_with_nearly_the_same_pixels(tiny_model):
     import numpy as np
     from PIL import Image
 
-    from radtune.common.collators import image_pixel_values
+    from radtune.captioning.collators import image_pixel_values
 
     _, image_processor = _processing(tiny_model("blip-caption"))
     y, x = np.mgrid[0:480, 0:400]
@@ -99,7 +99,7 @@ def test_jpegs_decode_at_reduced_scale_with_nearly_the_same_pixels(tiny_model, t
     from datasets import Dataset, Features, Image, Value
     from PIL import Image as PILImage
 
-    from radtune.common.collators import image_pixel_values, open_image, undecoded_images
+    from radtune.captioning.collators import image_pixel_values, open_image, undecoded_images
 
     tokenizer, image_processor = _processing(tiny_model("blip-caption"))
     y, x = np.mgrid[0:512, 0:512]
@@ -123,3 +123,22 @@ def test_jpegs_decode_at_reduced_scale_with_nearly_the_same_pixels(tiny_model, t
     from_raw, from_decoded = collator([raw[0]]), collator([data[0]])
     assert (from_raw["pixel_values"] - from_decoded["pixel_values"]).abs().mean() < 0.05
     assert from_raw["labels"].tolist() == from_decoded["labels"].tolist()
+
+
+def test_blip_vqa_collator_labels_the_answer_only_and_starts_it_with_the_decoder_start(tiny_model):
+    from radtune.captioning.collators import BlipVQACollator
+
+    tokenizer, image_processor = _processing(tiny_model("blip-vqa"))
+    collator = BlipVQACollator(image_processor, tokenizer, decoder_start_token_id=5)
+    rows = [{"image": make_image(0), "question": "Is there an effusion?", "answer": "yes"},
+            {"image": make_image(1), "question": "Where?", "answer": "right lower lobe"}]  # fmt: skip
+    batch = collator(rows)
+    questions = [tokenizer(row["question"])["input_ids"] for row in rows]
+    answers = [tokenizer(row["answer"])["input_ids"] for row in rows]
+    assert batch["input_ids"][0, : len(questions[0])].tolist() == questions[0]  # the question is the text input
+    assert batch["decoder_input_ids"][:, 0].tolist() == [5, 5]
+    for row, ids in enumerate(answers):
+        labels = batch["labels"][row].tolist()
+        assert labels[: len(ids)] == [5, *ids[1:]]
+        assert labels[len(ids) :] == [IGNORE_INDEX] * (len(labels) - len(ids))
+    assert torch.equal(batch["labels"] == IGNORE_INDEX, batch["decoder_attention_mask"] == 0)

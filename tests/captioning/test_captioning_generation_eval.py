@@ -22,18 +22,20 @@ def spies(monkeypatch):
 
     generated: list[int] = []
     returned_predictions: list[bool] = []
-    make_spec = trainer_module.captioning_generation_eval
 
-    def spec_with_spy(*args, **kwargs):
-        spec = make_spec(*args, **kwargs)
-        generate = spec.generate
+    def with_spy(make_spec):
+        def spec_with_spy(*args, **kwargs):
+            spec = make_spec(*args, **kwargs)
+            generate = spec.generate
 
-        def recording(model, rows):
-            generated.append(len(rows))
-            return generate(model, rows)
+            def recording(model, rows):
+                generated.append(len(rows))
+                return generate(model, rows)
 
-        spec.generate = recording
-        return spec
+            spec.generate = recording
+            return spec
+
+        return spec_with_spy
 
     prediction_step = trainer_module.GenerationTrainer.prediction_step
 
@@ -42,7 +44,8 @@ def spies(monkeypatch):
         returned_predictions.append(predictions is not None)
         return loss, predictions, labels
 
-    monkeypatch.setattr(trainer_module, "captioning_generation_eval", spec_with_spy)
+    for name in ("captioning_generation_eval", "blip_vqa_generation_eval"):
+        monkeypatch.setattr(trainer_module, name, with_spy(getattr(trainer_module, name)))
     monkeypatch.setattr(trainer_module.GenerationTrainer, "prediction_step", recording_step)
     return generated, returned_predictions
 
@@ -51,11 +54,11 @@ def test_caption_metrics_are_logged_each_eval_step_and_pick_the_best(tmp_path, t
     from radtune.captioning import train
 
     generated, returned_predictions = spies
-    args = ["--arch", "vit-gpt2", "--model_name_or_path", str(tiny_model("vit-gpt2")), "--dataset_name",
+    args = ["--architecture", "vit-gpt2", "--model_name_or_path", str(tiny_model("vit-gpt2")), "--dataset_name",
             str(caption_dataset), "--output_dir", str(tmp_path), "--use_peft", "--lora_r", "4", "--lora_alpha", "8",
             "--max_steps", "4", "--eval_strategy", "steps", "--eval_steps", "2", "--generation_eval_samples", "3",
             "--per_device_eval_batch_size", "2", "--metric_for_best_model", "cider", "--meteor", "false",
-            "--dataset_test_split", "none", *FAST]  # fmt: skip
+            "--eval_after_training", "false", *FAST]  # fmt: skip
     trainer = train.main(*parse_args_and_config(train.make_parser(), args))
 
     evals = [row for row in trainer.state.log_history if "eval_cider" in row]

@@ -1,4 +1,8 @@
-"""A LoRA captioning adapter round-trips through the local Hub: train with --hub_repo_id, then predict from the repo."""
+"""A LoRA captioning adapter round-trips through the local Hub: train with --push_to_hub, then predict from the repo.
+
+radtune takes the push out of the Trainer's hands: the Trainer never creates the repo nor pushes a checkpoint; the
+run is published once, at the end, private unless --hub_private_repo false.
+"""
 
 from __future__ import annotations
 
@@ -19,15 +23,23 @@ def test_adapter_pushed_by_train_predicts_from_the_hub(hub_server, tiny_model, c
     env = {**os.environ, **hub_server.client_env(work / "hf-home")}
     out = work / "run"
     train = subprocess.run(
-        [sys.executable, "-m", "radtune.captioning.train", "--arch", "vit-gpt2",
+        [sys.executable, "-m", "radtune.captioning.train", "--architecture", "vit-gpt2",
          "--model_name_or_path", str(tiny_model("vit-gpt2")), "--dataset_name", str(caption_dataset),
-         "--output_dir", str(out), "--max_steps", "1", "--use_peft", "--eval_strategy", "no",
-         "--dataset_test_split", "none", "--use_cpu", "--report_to", "none", "--dataloader_num_workers", "0",
-         "--hub_repo_id", repo_id],
+         "--output_dir", str(out), "--max_steps", "2", "--use_peft", "--eval_strategy", "no",
+         "--save_strategy", "steps", "--save_steps", "1",  # the Trainer's own push would send every checkpoint
+         "--eval_after_training", "false", "--use_cpu", "--report_to", "none", "--dataloader_num_workers", "0",
+         "--push_to_hub", "--hub_model_id", repo_id],
         env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert train.returncode == 0, train.stderr[-4000:]
-    assert "pushed to" in train.stdout
+    assert f"pushed {out} to" in train.stdout and "(private: True)" in train.stdout
+    repo = hub_server.state.repos[("model", repo_id)]
+    assert repo.private  # private by default (the Trainer would have created it with the Hub's default: public)
+    titles = [commit.title for commit in repo.commits.values()]
+    assert titles == ["initial commit", "Upload run with radtune"], titles  # one push, by radtune, at the end
+    files = repo.resolve("main").files
+    assert "adapter_model.safetensors" in files and "run_info.json" in files
+    assert not [name for name in files if name.startswith("checkpoint-")]
 
     image = work / "x.png"
     make_image(1).save(image)

@@ -37,8 +37,8 @@ def test_recipes_cover_the_seeds_and_both_cpu_smoke_tests():
 
 def test_rocov2_recipe_has_the_seed_settings():
     script_args, training_args, model_args = _parse(RECIPES / "rocov2_vitgpt2_lora.yaml")
-    assert script_args.arch == "vit-gpt2" and script_args.train_fraction == 0.1
-    assert model_args.use_peft and model_args.lora_target_modules is None  # the arch default: c_attn/c_proj
+    assert script_args.architecture == "vit-gpt2" and script_args.train_fraction == 0.1
+    assert model_args.use_peft and model_args.lora_target_modules is None  # the architecture default: c_attn/c_proj
     assert training_args.per_device_train_batch_size == 8 and training_args.num_train_epochs == 6
     assert training_args.fp16 and training_args.save_strategy == "epoch"
     assert training_args.optim == "adamw_torch" and training_args.lr_scheduler_type == "linear"
@@ -48,7 +48,7 @@ def test_mimic_recipe_generates_findings_and_impression():
     from radtune.captioning.evaluation import text_columns
 
     script_args, _, _ = _parse(RECIPES / "mimic_cxr_vitgpt2.yaml")
-    assert text_columns(script_args.text_field, ["findings", "impression", "text"]) == ("findings", "impression")
+    assert text_columns(script_args.text_column, ["findings", "impression", "text"]) == ("findings", "impression")
 
 
 def test_a_flag_overrides_the_recipe_and_an_unknown_key_fails(tmp_path):

@@ -37,7 +37,8 @@ def make_rows(n: int, seed: int) -> dict:
         rows["findings"].append(findings)
         rows["impression"].append(impression if i % 5 else "")  # some empty impressions
         rows["text"].append(f"FINDINGS: {findings} IMPRESSION: {impression}")
-        rows["labels"].append(labels or ["No Finding"])
+        # A label of the dataset that the test split never has: zero-shot scores it as undefined, not as a typo.
+        rows["labels"].append((labels or ["No Finding"]) + (["Hernia"] if (seed, i) == (0, 0) else []))
         rows["patient_id"].append(f"p{i:03d}")
     return rows
 

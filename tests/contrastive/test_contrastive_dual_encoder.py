@@ -37,7 +37,7 @@ def test_save_load_round_trip(tiny_model, tmp_path):
     assert a.image_embeds.shape == (2, 8) and torch.allclose(a.image_embeds.norm(dim=-1), torch.ones(2))
     assert torch.allclose(a.logits_per_text, a.logits_per_image.T)
     with pytest.raises(ValueError, match=CONFIG_NAME):
-        DualEncoderModel.from_pretrained(folder)  # a plain text/ + image/ folder has no heads
+        DualEncoderModel.from_pretrained(folder / "text")  # a plain tower folder has no heads
 
 
 def test_block_list_and_partial_unfreezing(tiny_model):
@@ -66,8 +66,9 @@ def test_train_push_and_pull_through_the_hub(hub_server, tiny_model, pair_datase
     report = json.loads(out.read_text())
     assert report["same_keys"] and report["same_weights"]
     assert {"dual_encoder_config.json", "heads.safetensors", "README.md", "text/config.json",
-            "image/preprocessor_config.json"} <= set(report["files"])  # fmt: skip
+            "image/preprocessor_config.json", "run_info.json", "metrics.json"} <= set(report["files"])  # fmt: skip
     assert report["card_mentions_contrastive"]
+    assert report["private"] is True  # published privately unless --hub_private_repo false
     assert report["clip_class"] == "CLIPModel"
 
 
@@ -75,5 +76,26 @@ def test_a_missing_local_model_folder_is_named_not_a_hub_validation_traceback(tm
     from radtune.common.hub import HubError
 
     missing = tmp_path / "runs" / "no-such-clip"
-    with pytest.raises(HubError, match="neither an existing local path nor a valid Hub repo id"):
+    with pytest.raises(HubError, match=f"no such folder: {missing}"):
         load_contrastive(missing)
+
+
+def test_reloading_a_dual_encoder_reports_no_newly_initialised_weights(tiny_model, caplog, monkeypatch):
+    """The saved text tower has no pooler (the dual encoder drops it): a plain load would report the pooler's
+    weights as newly initialised on every reload; the dual encoder loads the tower without one."""
+    from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
+
+    folder = tiny_model("dual-encoder")
+    monkeypatch.setattr(hf_logging._get_library_root_logger(), "propagate", True)  # into caplog
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_warning()  # the suite runs with TRANSFORMERS_VERBOSITY=error; users see warnings
+    try:
+        AutoModel.from_pretrained(folder / "text")
+        assert "pooler.dense.weight" in caplog.text  # the report this test would see
+        caplog.clear()
+        model = DualEncoderModel.from_pretrained(folder)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    assert "LOAD REPORT" not in caplog.text and "pooler" not in caplog.text
+    assert model.text_model.pooler is None

@@ -1,17 +1,31 @@
-"""Training end to end, in-process through `main([...])`, with the tiny CLIP and the tiny dual encoder."""
+"""Training end to end, in-process through `main(*parse_args_and_config(make_parser(), args))`, with the tiny CLIP
+and the tiny dual encoder."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 
 import pytest
 import torch
+from click.testing import CliRunner
 
+from radtune.common.cli import cli
+from radtune.common.config import parse_args_and_config
 from radtune.contrastive.dual_encoder import DualEncoderModel
-from radtune.contrastive.train import main
+from radtune.contrastive.train import main, make_parser
 
 pytestmark = pytest.mark.slow
+
+
+def train(args: list[str]):
+    return main(*parse_args_and_config(make_parser(), args))
+
+
+def file_hashes(folder) -> dict:
+    return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(folder.rglob("*")) if path.is_file()}  # fmt: skip
 
 
 def changed(before: dict, after: dict, prefix: str) -> bool:
@@ -42,10 +56,12 @@ def test_clip_with_frozen_vision_tower(tiny_model, pair_dataset, tmp_path):
     folder = tiny_model("clip")
     before = {k: v.clone() for k, v in CLIPModel.from_pretrained(folder).state_dict().items()}
     out = tmp_path / "clip"
-    trainer = main([*common_args(pair_dataset, out), "--model_name_or_path", str(folder),
-                    "--freeze_vision_tower", "true", "--dataset_test_split", "test",
-                    # a huge head step throws the logit scale far outside [0, log 100]; the clamp brings it back
-                    "--temperature", "0.01", "--head_learning_rate", "10", "--learning_rate", "1e-3"])  # fmt: skip
+    trainer = train([*common_args(pair_dataset, out), "--model_name_or_path", str(folder),
+                     "--freeze_vision_tower", "true", "--dataset_test_split", "test",
+                     # no validation split: evaluation during training falls back to the test split
+                     "--eval_strategy", "steps", "--eval_steps", "3",
+                     # a huge head step throws the logit scale far outside [0, log 100]; the clamp brings it back
+                     "--temperature", "0.01", "--head_learning_rate", "10", "--learning_rate", "1e-3"])  # fmt: skip
     after = trainer.model.state_dict()
     assert losses(trainer) and all(math.isfinite(value) for value in losses(trainer))
     assert unchanged(before, after, "vision_model.")
@@ -56,12 +72,22 @@ def test_clip_with_frozen_vision_tower(tiny_model, pair_dataset, tmp_path):
     assert all(row["logit_scale"] <= 100.0 for row in trainer.state.log_history if "logit_scale" in row)
     # What a finished run leaves behind.
     for name in ("config.json", "model.safetensors", "tokenizer.json", "preprocessor_config.json", "loss_curve.png",
-                 "README.md", "metrics.json", "evaluation_results.csv", "eval_results.json", "trainer_state.json"):
+                 "README.md", "metrics.json", "evaluation_results.csv", "test_results.json", "trainer_state.json",
+                 "run_info.json"):  # fmt: skip
         assert (out / name).is_file(), name
     assert list((out / "runs").rglob("events.out.tfevents.*")), "no TensorBoard event file"
+    assert [row for row in trainer.state.log_history if math.isfinite(row.get("eval_loss", math.nan))]
+    # The final evaluation: retrieval on the test split, as `radtune clip retrieve` writes it, and printed.
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["meta"]["task"] == "retrieval" and 0.0 <= metrics["metrics"]["i2t/recall@5"] <= 1.0
-    assert math.isfinite(json.loads((out / "eval_results.json").read_text())["eval_loss"])
+    assert metrics["meta"]["n"] == 12 and metrics["meta"]["text_column"] == "text"
+    low, high = metrics["ci"]["i2t/recall@5"]
+    assert low <= metrics["metrics"]["i2t/recall@5"] <= high
+    test = json.loads((out / "test_results.json").read_text())
+    assert test["i2t/recall@5"] == pytest.approx(metrics["metrics"]["i2t/recall@5"])
+    info = json.loads((out / "run_info.json").read_text())
+    assert info["task"] == "contrastive" and info["architecture"] == "clip" and info["base_model"] == str(folder)
+    assert (info["text_column"], info["image_column"], info["max_text_length"]) == ("text", "image", 77)
     reloaded = CLIPModel.from_pretrained(out)
     assert torch.equal(reloaded.text_projection.weight, trainer.model.text_projection.weight)
 
@@ -69,11 +95,11 @@ def test_clip_with_frozen_vision_tower(tiny_model, pair_dataset, tmp_path):
 def test_dual_encoder_triplet_with_last_text_block_unfrozen(tiny_model, pair_dataset, tmp_path):
     folder = tiny_model("dual-encoder")
     out = tmp_path / "dual"
-    trainer = main([*common_args(pair_dataset, out), "--architecture", "dual-encoder",
-                    "--text_model_name_or_path", str(folder / "text"), "--image_model_name_or_path", str(folder / "image"),
-                    "--projection_dim", "16", "--loss", "triplet", "--triplet_mining", "semi-hard",
-                    "--freeze_text_tower", "true", "--unfreeze_last_n_text_blocks", "1",
-                    "--caption_column", "impression", "--learning_rate", "1e-2", "--report_to", "tensorboard"])  # fmt: skip
+    trainer = train([*common_args(pair_dataset, out), "--architecture", "dual-encoder",
+                     "--text_model_name_or_path", str(folder / "text"), "--image_model_name_or_path", str(folder / "image"),
+                     "--projection_dim", "16", "--loss", "triplet", "--triplet_mining", "semi-hard",
+                     "--freeze_text_tower", "true", "--unfreeze_last_n_text_blocks", "1", "--max_text_length", "64",
+                     "--text_column", "impression", "--learning_rate", "1e-2", "--report_to", "tensorboard"])  # fmt: skip
     assert losses(trainer) and all(math.isfinite(value) for value in losses(trainer))
     # The TensorBoard logger records the model's config: the dual encoder's must serialise like a transformers one.
     assert list(out.rglob("events.out.tfevents.*"))
@@ -91,18 +117,37 @@ def test_dual_encoder_triplet_with_last_text_block_unfrozen(tiny_model, pair_dat
     reloaded = DualEncoderModel.from_pretrained(out).state_dict()
     assert reloaded.keys() == after.keys()
     assert all(torch.equal(reloaded[name], after[name]) for name in after)
+    info = json.loads((out / "run_info.json").read_text())
+    assert info["base_model"] is None and info["text_model_name_or_path"] == str(folder / "text")
+
+    # `clip retrieve` on the run scores the column it trained on, truncated as in training, into a new folder;
+    # the run's own files stay byte-identical.
+    before_files = file_hashes(out)
+    result = CliRunner().invoke(cli, ["clip", "retrieve", "--model", str(out), "--dataset", str(pair_dataset),
+                                      "--n-resamples", "20"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "eval-retrieval-test" / "metrics.json").read_text())
+    assert (report["meta"]["text_column"], report["meta"]["max_text_length"]) == ("impression", 64)
+    assert report["meta"]["n"] == 9  # three of the twelve test impressions are empty
+    trained = json.loads((out / "metrics.json").read_text())["metrics"]  # the trainer's final evaluation
+    assert report["metrics"] == pytest.approx(trained, rel=1e-5)
+    assert {name: digest for name, digest in file_hashes(out).items()
+            if not name.startswith("eval-retrieval-test/")} == before_files  # fmt: skip
 
 
 def test_unknown_key_and_bad_value_are_errors(pair_dataset, tmp_path, capsys):
     with pytest.raises(SystemExit):
-        main(["--dataset_name", str(pair_dataset), "--output_dir", str(tmp_path), "--no_such_flag", "1"])
+        train(["--dataset_name", str(pair_dataset), "--output_dir", str(tmp_path), "--no_such_flag", "1"])
     assert "no_such_flag" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        main(["--dataset_name", str(pair_dataset), "--output_dir", str(tmp_path), "--loss", "siglip"])
+        train(["--dataset_name", str(pair_dataset), "--output_dir", str(tmp_path), "--loss", "siglip"])
     assert "loss must be" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        main(["--dataset_name", str(pair_dataset), "--output_dir", str(tmp_path), "--unfreeze_last_n_text_blocks", "1"])
+        train(["--dataset_name", str(pair_dataset), "--output_dir", str(tmp_path), "--unfreeze_last_n_text_blocks", "1"])
     assert "needs freeze_text_tower" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train(["--dataset_name", str(pair_dataset), "--output_dir", str(tmp_path), "--caption_column", "text"])
+    assert "caption_column" in capsys.readouterr().err
 
 
 @pytest.mark.distributed
@@ -124,7 +169,7 @@ def test_two_cpu_processes_train_like_one_process_with_the_global_batch(tiny_mod
                                                        "--per_device_train_batch_size", "4"], cpu=True, num_processes=2)  # fmt: skip
     done = subprocess.run(two, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-4000:]
-    one = main([*args, "--output_dir", str(tmp_path / "one"), "--per_device_train_batch_size", "8"])
+    one = train([*args, "--output_dir", str(tmp_path / "one"), "--per_device_train_batch_size", "8"])
 
     def logged(out):
         history = json.loads((out / "trainer_state.json").read_text())["log_history"]

@@ -41,7 +41,7 @@ def test_evaluate_vqa_writes_subgroups_and_the_fields(qa_split, tmp_path, monkey
         return [ITEMS[int(q.split()[1].rstrip("?"))][5] for q in questions]
 
     monkeypatch.setattr(inference, "generate_answers", fixed_answers)
-    report = evaluate_vqa(None, None, qa_split, tmp_path, n_resamples=100, progress=False)
+    report = evaluate_vqa(None, None, qa_split, tmp_path, ablation=False, n_resamples=100, progress=False)
 
     rows = read_results(tmp_path)  # ids are the questions' (qa_id), so no duplicate id per image
     assert [r["id"] for r in rows] == [f"{item[0]}-{n}" for n, item in enumerate(ITEMS)]
@@ -61,7 +61,7 @@ def test_evaluate_vqa_writes_subgroups_and_the_fields(qa_split, tmp_path, monkey
 def test_multi_turn_rows_keep_each_turns_category():
     from datasets import Dataset
 
-    from radtune.llava_vqa.inference import vqa_items
+    from radtune.common.vqa_evaluation import vqa_items
 
     def turn(role, text):
         return {"role": role, "content": [{"type": "text", "text": text}]}

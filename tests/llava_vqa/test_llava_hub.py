@@ -25,7 +25,7 @@ def test_adapter_pushed_to_hub_is_evaluated_by_repo_id(hub_server, trained, qa_d
 
     out_dir = tmp_path / "eval"
     evaluate = subprocess.run(
-        [radtune, "vqa", "evaluate", "--adapter", repo_id, "--dataset", str(qa_dataset_dir), "--split", "test",
+        [radtune, "vqa", "evaluate", "--model", repo_id, "--dataset", str(qa_dataset_dir), "--split", "test",
          "--out", str(out_dir), "--max-new-tokens", "4"],
         env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
@@ -34,16 +34,18 @@ def test_adapter_pushed_to_hub_is_evaluated_by_repo_id(hub_server, trained, qa_d
     assert metrics["meta"]["model"] == repo_id and metrics["meta"]["n"] == 8
     # Same adapter, same data, greedy decoding: the Hub copy answers exactly like the local folder.
     local = subprocess.run(
-        [radtune, "vqa", "evaluate", "--adapter", str(adapter_dir), "--dataset", str(qa_dataset_dir), "--split",
+        [radtune, "vqa", "evaluate", "--model", str(adapter_dir), "--dataset", str(qa_dataset_dir), "--split",
          "test", "--out", str(tmp_path / "local"), "--max-new-tokens", "4"],
         env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert local.returncode == 0, local.stderr[-3000:]
     predictions = [line.split(",")[1] for line in (out_dir / "evaluation_results.csv").read_text().splitlines()]
-    local_predictions = [line.split(",")[1] for line in (tmp_path / "local" / "evaluation_results.csv").read_text().splitlines()]
+    local_predictions = [
+        line.split(",")[1] for line in (tmp_path / "local" / "evaluation_results.csv").read_text().splitlines()
+    ]
     assert predictions == local_predictions
 
-    missing = subprocess.run([radtune, "vqa", "evaluate", "--adapter", "radtune-tester/no-such-adapter",
+    missing = subprocess.run([radtune, "vqa", "evaluate", "--model", "radtune-tester/no-such-adapter",
                               "--dataset", str(qa_dataset_dir)], env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
     assert missing.returncode != 0
     assert "radtune-tester/no-such-adapter" in missing.stderr and "Traceback" not in missing.stderr

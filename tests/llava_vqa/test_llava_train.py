@@ -32,7 +32,7 @@ def test_training_changes_only_lora_weights_and_writes_the_run(train_args, tiny_
     assert changed and changed <= trainable
 
 
-def test_main_saves_adapter_processor_metrics_and_card(trained):
+def test_main_saves_adapter_processor_metrics_and_card(trained, qa_dataset_dir):
     out_dir, results = trained
     adapter = load_file(out_dir / "adapter_model.safetensors")
     assert adapter and all("lora_" in key for key in adapter)
@@ -50,6 +50,16 @@ def test_main_saves_adapter_processor_metrics_and_card(trained):
     assert low <= metrics["metrics"]["strict/closed_accuracy"] <= high
     card = (out_dir / "README.md").read_text()
     assert "library_name: peft" in card and "radiology" in card
+    # The final evaluation's numbers are printed and saved as the test metrics, beside the train metrics.
+    assert json.loads((out_dir / "test_results.json").read_text())["strict/closed_accuracy"] == pytest.approx(
+        metrics["metrics"]["strict/closed_accuracy"]
+    )
+    # run_info.json records what evaluation needs to load and score the run as it trained.
+    info = json.loads((out_dir / "run_info.json").read_text())
+    assert info["task"] == "vqa" and info["base_model"] == str(info["processor"]) and info["quantization"] is None
+    assert (info["dataset"], info["train_split"], info["test_split"]) == (str(qa_dataset_dir), "train", "test")
+    assert (info["use_peft"], info["dtype"], info["max_new_tokens"], info["seed"]) == (True, "float32", 4, 42)
+    assert info["chat_template"] == "radtune" and info["image_column"] == "image"
 
 
 def test_label_mask_covers_only_assistant_tokens(train_args, tiny_model, qa_dataset_dir, tmp_path):
@@ -73,6 +83,33 @@ def test_qlora_trains_a_step_on_cpu(train_args, tiny_model, qa_dataset_dir, tmp_
     assert torch.isfinite(torch.tensor(result.training_loss))
     after = dict(trainer.model.named_parameters())
     assert any(not torch.equal(value, after[name].detach()) for name, value in lora.items())
+
+
+def test_qlora_run_records_its_quantisation_and_loading_it_quantises_the_base_model_so(
+    train_args, tiny_model, qa_dataset_dir, tmp_path
+):
+    import bitsandbytes as bnb
+
+    from radtune.llava_vqa.inference import load_vqa_model
+
+    run = tmp_path / "qlora"
+    main(*train_args(tiny_model("llava"), qa_dataset_dir, run, "--max_steps", "1", "--load_in_4bit", "true",
+                     "--eval_after_training", "false"))  # fmt: skip
+    info = json.loads((run / "run_info.json").read_text())
+    assert info["quantization"] == {"load_in_4bit": True, "load_in_8bit": False, "bnb_4bit_quant_type": "nf4",
+                                    "use_bnb_nested_quant": True, "bnb_4bit_quant_storage": None, "dtype": "float32"}  # fmt: skip
+
+    # Loading the run quantises its base model as training did (TRL's config from the recorded settings) …
+    model, _ = load_vqa_model(run, device="cpu")
+    assert any(isinstance(module, bnb.nn.Linear4bit) for module in model.modules())
+    config = model.get_base_model().config.quantization_config
+    assert (config.bnb_4bit_quant_type, config.bnb_4bit_use_double_quant) == ("nf4", True)
+    assert config.bnb_4bit_compute_dtype == torch.float32  # the run's dtype, not a hard-coded bf16
+    # … unless told otherwise.
+    model, _ = load_vqa_model(run, device="cpu", load_in_4bit=False)
+    assert not any(isinstance(module, bnb.nn.Linear4bit) for module in model.modules())
+    # (No generation here: bitsandbytes' CPU inference path repacks 4-bit weights in blocks of 64 inputs, more than
+    # the tiny model's hidden size of 32.)
 
 
 def test_resume_continues_from_the_saved_step(train_args, tiny_model, qa_dataset_dir, tmp_path):
@@ -99,9 +136,8 @@ def test_evaluate_predict_and_merge_commands(trained, qa_dataset_dir, tmp_path):
 
     out_dir, _ = trained
     runner = CliRunner()
-    result = runner.invoke(cli, ["vqa", "evaluate", "--adapter", str(out_dir), "--dataset", str(qa_dataset_dir),
-                                 "--split", "test", "--out", str(tmp_path / "eval"), "--max-new-tokens", "4",
-                                 "--n-resamples", "200"])  # fmt: skip
+    result = runner.invoke(cli, ["vqa", "evaluate", "--model", str(out_dir), "--dataset", str(qa_dataset_dir),
+                                 "--split", "test", "--out", str(tmp_path / "eval"), "--n-resamples", "200"])  # fmt: skip
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     # Three training steps teach the model nothing about the image: the ablation check must say so.
@@ -118,17 +154,17 @@ def test_evaluate_predict_and_merge_commands(trained, qa_dataset_dir, tmp_path):
     from PIL import Image
 
     Image.new("RGB", (40, 40), 200).save(image)
-    result = runner.invoke(cli, ["vqa", "predict", "--adapter", str(out_dir), "--image", str(image),
+    result = runner.invoke(cli, ["vqa", "predict", "--model", str(out_dir), "--image", str(image),
                                  "--question", "Is there a nodule?", "--max-new-tokens", "4"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert result.output.strip()
 
-    result = runner.invoke(cli, ["vqa", "predict", "--adapter", str(out_dir), "--image", str(tmp_path / "no.png"),
+    result = runner.invoke(cli, ["vqa", "predict", "--model", str(out_dir), "--image", str(tmp_path / "no.png"),
                                  "--question", "?"])  # fmt: skip
     assert result.exit_code == 1 and "no.png" in result.output
 
     merged_dir = tmp_path / "merged"
-    result = runner.invoke(cli, ["vqa", "merge", "--adapter", str(out_dir), "--out", str(merged_dir)])
+    result = runner.invoke(cli, ["vqa", "merge", "--model", str(out_dir), "--out", str(merged_dir)])
     assert result.exit_code == 0, result.output
     merged = LlavaForConditionalGeneration.from_pretrained(merged_dir)
     from radtune.llava_vqa.inference import load_vqa_model
@@ -139,8 +175,74 @@ def test_evaluate_predict_and_merge_commands(trained, qa_dataset_dir, tmp_path):
     with torch.no_grad():
         assert torch.allclose(merged(**inputs).logits, adapted(**inputs).logits, atol=1e-4)
 
-    result = runner.invoke(cli, ["vqa", "merge", "--adapter", str(merged_dir), "--out", str(tmp_path / "m2")])
+    result = runner.invoke(cli, ["vqa", "merge", "--model", str(merged_dir), "--out", str(tmp_path / "m2")])
     assert result.exit_code == 1 and "not a LoRA adapter" in result.output
+
+
+def _file_bytes(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def test_evaluate_writes_a_new_folder_leaves_the_run_untouched_and_matches_the_final_evaluation(
+    trained, qa_dataset_dir
+):
+    run, results = trained
+    before = _file_bytes(run)
+    runner = CliRunner()
+    command = ["vqa", "evaluate", "--model", str(run), "--dataset", str(qa_dataset_dir), "--split", "test"]
+
+    result = runner.invoke(cli, [*command, "--out", str(run)])
+    assert result.exit_code == 1 and "training run's folder" in result.output
+
+    written = []
+    for _ in range(2):  # the default output is a new folder each time, never the run's own files
+        result = runner.invoke(cli, command)
+        assert result.exit_code == 0, result.output
+        written.append(Path(result.output.strip().splitlines()[-1].split(" and ")[-1]).parent)
+    assert [folder.name for folder in written] == ["eval-vqa-test", "eval-vqa-test-2"]
+    assert all(folder.parent == run for folder in written)
+    after = _file_bytes(run)
+    assert {name: after[name] for name in before} == before  # every file of the run is byte-identical
+    assert all(name.startswith(("eval-vqa-test/", "eval-vqa-test-2/")) for name in set(after) - set(before))
+
+    # Same evaluator, same defaults (ablation, baseline from the train split, batch size, the run's
+    # max_new_tokens and seed): the same answers and the same numbers as the trainer's final evaluation.
+    final, evaluated = (json.loads((folder / "metrics.json").read_text()) for folder in (run, written[0]))
+    assert final["metrics"]["n_closed"] == results["test"]["metrics"]["n_closed"] == 8  # what main returned
+    assert (written[0] / "evaluation_results.csv").read_text() == (run / "evaluation_results.csv").read_text()
+    assert evaluated["metrics"] == final["metrics"] and "ablation/gap" in final["metrics"]
+    assert "majority_baseline/strict/closed_accuracy" in final["metrics"]
+    assert evaluated["ci"] == final["ci"] and evaluated["subgroups"] == final["subgroups"]
+    assert evaluated["meta"]["seed"] == final["meta"]["seed"] == 42
+    assert evaluated["meta"]["image_ablation"] == final["meta"]["image_ablation"]
+
+
+def test_a_run_with_only_checkpoints_names_them_and_its_checkpoint_evaluates(trained, qa_dataset_dir, tmp_path):
+    import shutil
+
+    adapter, _ = trained
+    run = tmp_path / "run"
+    for step in (2, 10):
+        checkpoint = run / f"checkpoint-{step}"
+        checkpoint.mkdir(parents=True)
+        for name in ("adapter_config.json", "adapter_model.safetensors"):
+            shutil.copy(adapter / name, checkpoint / name)
+    runner = CliRunner()
+    for command in (["evaluate", "--dataset", str(qa_dataset_dir)], ["merge", "--out", str(tmp_path / "merged")],
+                    ["predict", "--image", "x.png", "--question", "?"]):  # fmt: skip
+        result = runner.invoke(cli, ["vqa", command[0], "--model", str(run), *command[1:]])
+        assert result.exit_code == 1, result.output
+        assert "only checkpoints (checkpoint-2, checkpoint-10)" in result.output, result.output
+        assert f"--model {run / 'checkpoint-10'}" in result.output and "Traceback" not in result.output
+
+    # The checkpoint it names evaluates, with its run's recorded settings (base model, max_new_tokens, seed).
+    shutil.copy(adapter / "run_info.json", run / "run_info.json")
+    result = runner.invoke(cli, ["vqa", "evaluate", "--model", str(run / "checkpoint-10"), "--dataset",
+                                 str(qa_dataset_dir), "--no-ablation", "--n-resamples", "50"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    meta = json.loads((run / "checkpoint-10" / "eval-vqa-test" / "metrics.json").read_text())["meta"]
+    recorded = json.loads((adapter / "run_info.json").read_text())
+    assert (meta["base_model"], meta["seed"], meta["n"]) == (recorded["base_model"], 42, 8)
 
 
 def test_recipes_parse():
@@ -173,33 +275,3 @@ def test_two_process_cpu_ddp_run_trains_and_saves_one_adapter(tiny_model, qa_dat
     assert run_info["num_processes"] == 2 and run_info["world_size_env"] == "2"
     assert json.loads((out_dir / "trainer_state.json").read_text())["global_step"] == 2
     assert sorted(p.name for p in out_dir.glob("adapter_model*.safetensors")) == ["adapter_model.safetensors"]
-
-
-def test_item_scores_average_to_the_metrics():
-    from radtune.common.metrics.vqa import vqa_metrics
-    from radtune.llava_vqa.evaluation import item_scores
-    from radtune.llava_vqa.inference import VQAItem
-
-    items = [VQAItem(str(i), None, "q", answer, kind) for i, (answer, kind) in enumerate(
-        [("Yes.", "closed"), ("No.", "closed"), ("yes", "closed"), ("left lower lobe", "open"),
-         ("small effusion", "open"), ("two", "open")])]  # fmt: skip
-    predictions = ["yes", "Yes, there is.", "no", "the left lobe", "none", "2"]
-    metrics = vqa_metrics(predictions, [i.answer for i in items], [i.answer_type for i in items])
-    for name, values in item_scores(predictions, items).items():
-        assert sum(values) / len(values) == pytest.approx(metrics[name]), name
-
-
-def test_majority_baseline_answers_by_question_then_type():
-    from radtune.llava_vqa.evaluation import majority_answers
-    from radtune.llava_vqa.inference import VQAItem
-
-    def item(question, answer, kind="closed"):
-        return VQAItem("i", None, question, answer, kind)
-
-    train = [item("Is there a nodule?", "No.")] * 3 + [item("Is there a nodule?", "Yes.")] * 2
-    train += [item("Is the heart enlarged?", "Yes.")] * 4 + [item("What are the main findings?", "Normal.", "open")]
-    test = [item("is there a nodule? ", "Yes."), item("Is there a mass?", "No."), item("Describe it.", "x", "open")]
-    # Same question → its own majority; unseen closed question → closed majority ("Yes.": 6 vs 3); open → open's.
-    assert majority_answers(train, test) == ["No.", "Yes.", "Normal."]
-    tie = [item("q", "b"), item("q", "a")]
-    assert majority_answers(tie, [item("q", "?")]) == majority_answers(tie[::-1], [item("q", "?")]) == ["a"]

@@ -1,13 +1,18 @@
-"""`radtune caption`: train, evaluate and run image captioners (ViT-GPT2, BLIP) and BLIP VQA."""
+"""`radtune caption`: train, evaluate and run image captioners (ViT-GPT2, BLIP) and BLIP VQA.
+
+`train` and `train-vqa` launch the training modules (launcher flags before `--`, the module's flags after it);
+`evaluate` scores a captioner or a BLIP VQA model with the same function, and the same defaults, as the trainer's
+final evaluation, reading what the run recorded (`run_info.json`) and writing into a new folder beside the run's files.
+"""
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import click
 
-PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": ["-h", "--help"]}
+from radtune.common.cli_options import evaluation_options, image_column_option, recorded, text_column_option
+from radtune.common.launch import train_command
 
 
 @click.group("caption")
@@ -16,66 +21,42 @@ def caption() -> None:
 
     \b
     Example:
-      radtune caption train --config packages/captioning/recipes/rocov2_vitgpt2_lora.yaml
+      radtune caption train --cpu -- --config packages/captioning/recipes/phantom_cpu_vitgpt2.yaml
       radtune caption evaluate --model runs/rocov2-vitgpt2-lora --dataset runs/data/rocov2 --split test
       radtune caption predict --model runs/rocov2-vitgpt2-lora --image scan.dcm
     """
 
 
-def _launch(module: str, ctx: click.Context, accelerate_config: str | None, cpu: bool, num_processes: int | None):
-    from radtune.common.launch import run_launch, training_command
-
-    try:
-        command = training_command(module, ctx.args, accelerate_config, num_processes, cpu)
-    except ValueError as error:
-        raise click.ClickException(str(error)) from error
-    ctx.exit(run_launch(command))
-
-
-_launch_options = [
-    click.option(
-        "--accelerate-config",
-        help="A shipped accelerate config (single_gpu, multi_gpu, zero2, zero3, fsdp) or a YAML file.",
-    ),  # fmt: skip
-    click.option("--cpu", is_flag=True, help="Run on the CPU (several processes go through torchrun)."),
-    click.option("--num-processes", type=int, help="Processes to start (GPUs, or CPU ranks with --cpu)."),
-]
-
-
-def _with_launch_options(function):
-    for option in reversed(_launch_options):
-        function = option(function)
-    return function
-
-
-@caption.command(
-    "train",
-    context_settings=PASS_THROUGH,
-    epilog="""\b
-Examples (every other argument goes to radtune.captioning.train; see `python -m radtune.captioning.train --help`):
-  radtune caption train --config packages/captioning/recipes/rocov2_vitgpt2_lora.yaml --num_train_epochs 3
-  radtune caption train --accelerate-config multi_gpu --num-processes 4 --config packages/captioning/recipes/roco_blip.yaml
-  radtune caption train --cpu --config packages/captioning/recipes/phantom_cpu_vitgpt2.yaml""",
+caption.add_command(
+    train_command(
+        "radtune.captioning.train",
+        help="Fine-tune a ViT-GPT2 or BLIP captioner: launch `python -m radtune.captioning.train` with accelerate "
+        "(or torchrun on the CPU).\n\nLauncher flags (below) go before `--`; the training module's own flags "
+        "(`--config recipe.yaml`, any field of its --help) go after it.",
+        examples=[
+            "{command} --cpu -- --config packages/captioning/recipes/phantom_cpu_vitgpt2.yaml",
+            "{command} --accelerate-config single_gpu -- "
+            "--config packages/captioning/recipes/rocov2_vitgpt2_lora.yaml --num_train_epochs 3",
+            "{command} --accelerate-config multi_gpu --num-processes 4 -- "
+            "--config packages/captioning/recipes/roco_blip.yaml",
+            "{command} -- --help",
+        ],
+    )
 )
-@_with_launch_options
-@click.pass_context
-def train(ctx: click.Context, accelerate_config: str | None, cpu: bool, num_processes: int | None) -> None:
-    """Fine-tune a ViT-GPT2 or BLIP captioner (arguments pass through to the training module)."""
-    _launch("radtune.captioning.train", ctx, accelerate_config, cpu, num_processes)
-
-
-@caption.command(
-    "train-vqa",
-    context_settings=PASS_THROUGH,
-    epilog="""\b
-Examples (every other argument goes to radtune.captioning.train_vqa):
-  radtune caption train-vqa --config packages/captioning/recipes/vqa_rad_blip.yaml""",
+caption.add_command(
+    train_command(
+        "radtune.captioning.train_vqa",
+        name="train-vqa",
+        help="Fine-tune BLIP for visual question answering: launch `python -m radtune.captioning.train_vqa` with "
+        "accelerate (or torchrun on the CPU).\n\nLauncher flags (below) go before `--`; the training module's own "
+        "flags (`--config recipe.yaml`, any field of its --help) go after it.",
+        examples=[
+            "{command} --accelerate-config single_gpu -- --config packages/captioning/recipes/vqa_rad_blip.yaml",
+            "{command} --cpu -- --dataset_name runs/qa/vqa_rad --model_name_or_path runs/tiny-blip-vqa --use_peft",
+            "{command} -- --help",
+        ],
+    )
 )
-@_with_launch_options
-@click.pass_context
-def train_vqa(ctx: click.Context, accelerate_config: str | None, cpu: bool, num_processes: int | None) -> None:
-    """Fine-tune BLIP for visual question answering (arguments pass through to the training module)."""
-    _launch("radtune.captioning.train_vqa", ctx, accelerate_config, cpu, num_processes)
 
 
 @caption.command(
@@ -83,60 +64,74 @@ def train_vqa(ctx: click.Context, accelerate_config: str | None, cpu: bool, num_
     epilog="""\b
 Examples:
   radtune caption evaluate --model runs/rocov2-vitgpt2-lora --dataset runs/data/rocov2 --split test
-  radtune caption evaluate --model me/blip-roco --dataset me/roco --text-field caption --max-samples 500
+  radtune caption evaluate --model me/blip-roco --dataset me/roco --text-column caption --max-samples 500
   radtune caption evaluate --model runs/blip-vqa-rad --dataset runs/vqa-rad --no-ablation --n-resamples 2000""",
 )
-@click.option("--model", "model_name", required=True, help="Model or LoRA adapter: a folder or a Hub repo id.")
-@click.option("--dataset", required=True, help="A `radtune data build`/`data qa` folder or a Hub dataset repo.")
-@click.option("--split", default="test", show_default=True, help="Split to evaluate.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Output folder. Default: the model folder when local, else ./eval-<name>.")  # fmt: skip
-@click.option("--text-field", default="caption", show_default=True,
-              help="Reference text: findings, impression, report, caption or text (captioning only).")  # fmt: skip
-@click.option("--batch-size", default=16, show_default=True, help="Images per generate call.")
-@click.option("--max-samples", type=int, help="Evaluate only the first N rows.")
-@click.option("--max-new-tokens", type=int, help="Longest generated text (default: the model's saved setting).")
-@click.option("--num-beams", type=int, help="Beam search width (default: the model's saved setting).")
-@click.option("--no-meteor", is_flag=True, help="Skip METEOR (it starts a JVM).")
-@click.option("--device", help="cuda, cpu, … (default: CUDA when available).")
+@evaluation_options(base_model=True, batch_size=16)
+@text_column_option("caption")
+@image_column_option()
+@click.option("--max-new-tokens", type=click.IntRange(min=1),
+              help="Longest generated text (default: the model's saved setting).")  # fmt: skip
+@click.option(
+    "--num-beams", type=click.IntRange(min=1), help="Beam search width (default: the model's saved setting)."
+)
+@click.option("--meteor/--no-meteor", default=True, show_default=True, help="Compute METEOR (it starts a JVM).")
 @click.option("--baseline-caption", help='Also score this constant caption (e.g. "No acute cardiopulmonary process.") '
-              "against the same references, as the bar to clear.")  # fmt: skip
+              "against the same references, as the bar to clear (captioners).")  # fmt: skip
 @click.option("--ablation/--no-ablation", default=True, show_default=True,
               help="Also generate with blank and noise images, and flag a model that ignores the image.")  # fmt: skip
-@click.option("--n-resamples", type=int, default=1000, show_default=True, help="Bootstrap resamples for the CIs.")
-def evaluate(model_name, dataset, split, out_dir, text_field, batch_size, max_samples, max_new_tokens, num_beams,
-             no_meteor, device, baseline_caption, ablation, n_resamples) -> None:  # fmt: skip
-    """Generate for a dataset split and write evaluation_results.csv and metrics.json.
+def evaluate(model, base_model, dataset, split, out, max_samples, batch_size, n_resamples, device, text_column,
+             image_column, max_new_tokens, num_beams, meteor, baseline_caption, ablation) -> None:  # fmt: skip
+    """Generate for a dataset split and write evaluation_results.csv and metrics.json into a new folder.
+
+    A captioner is scored by `evaluate_captions` (BLEU-1..4, METEOR, ROUGE-L, CIDEr-D), a BLIP VQA model by
+    `evaluate_blip_vqa` (closed accuracy, open recall/F1, and the majority answer of the run's training split as the
+    baseline): the same functions, with the same defaults, as the trainers' final evaluation. The text and image
+    columns, the base model of an adapter and the seed default to what the run recorded in run_info.json.
 
     Metrics come with 95% bootstrap intervals over the items (`value [lo, hi]`; CIDEr-D's is the usual
     approximation with the full corpus's document frequencies, METEOR has none). Unless `--no-ablation`, the
     same items are also generated with blank and noise images and scored side by side: a model whose CIDEr-D
     (for VQA: closed accuracy) interval reaches its blank- or noise-image score is flagged as ignoring the image.
+    The run's own files are never written: the default output is a new <model>/eval-caption-<split> folder.
     """
-    from radtune.captioning.evaluation import evaluate_dataset
-    from radtune.captioning.modeling import load_captioner
+    from radtune.captioning.evaluation import evaluate_blip_vqa, evaluate_captions
+    from radtune.captioning.modeling import load_captioner, resolve_model_path
     from radtune.common.datasets_io import load_dataset_any
+    from radtune.common.hub import HubError
     from radtune.common.metrics.io import read_metrics
+    from radtune.common.run import evaluation_out_dir, read_run_info
 
     try:
-        rows = load_dataset_any(dataset, split=split)
-    except ValueError as error:
+        out = evaluation_out_dir(model, "caption", split, out)
+        data = load_dataset_any(dataset)
+        if split not in data:
+            raise ValueError(f"split {split!r} not in {dataset}; it has: {', '.join(data)}")
+        folder = resolve_model_path(model)
+        info = read_run_info(folder)
+        captioner = load_captioner(folder, device=device, base_model=recorded(base_model, info, "base_model", None))
+        if captioner.vqa and (baseline_caption or text_column):
+            raise click.UsageError("--baseline-caption and --text-column are for captioners; this is a BLIP VQA model")
+        generation = {key: value for key, value in {"max_new_tokens": max_new_tokens, "num_beams": num_beams}.items()
+                      if value is not None}  # fmt: skip
+        common = {"image_column": recorded(image_column, info, "image_column", "image"), "batch_size": batch_size,
+                  "max_samples": max_samples, "ablation": ablation, "n_resamples": n_resamples,
+                  "seed": info.get("seed", 0), **generation}  # fmt: skip
+        meta = {"model": model, "base_model": info.get("base_model"), "dataset": dataset, "split": split}
+        if captioner.vqa:
+            train_split = info.get("train_split", "train")
+            train = data[train_split] if train_split in data and train_split != split else None
+            if train is None:
+                click.echo(f"notice: {dataset} has no {train_split!r} split besides {split!r}: no majority baseline")
+            evaluate_blip_vqa(captioner, data[split], out, train_dataset=train, meta=meta, **common)
+        else:
+            text_column = recorded(text_column, info, "text_column", "caption")
+            evaluate_captions(captioner, data[split], out, text_column=text_column, meta=meta, meteor=meteor,
+                              baseline_caption=baseline_caption, **common)  # fmt: skip
+    except (ValueError, OSError, HubError) as error:
         raise click.ClickException(str(error)) from error
-    captioner = load_captioner(model_name, device=device)
-    if out_dir is None:
-        local = Path(model_name)
-        out_dir = local if local.is_dir() else Path(f"eval-{model_name.rstrip('/').split('/')[-1]}")
-    overrides = {k: v for k, v in {"max_new_tokens": max_new_tokens, "num_beams": num_beams}.items() if v is not None}
-    try:
-        evaluate_dataset(
-            captioner, rows, out_dir, text_field=text_field, batch_size=batch_size, max_samples=max_samples,
-            meta={"model": model_name, "dataset": dataset, "split": split}, meteor=not no_meteor,
-            baseline_caption=baseline_caption, ablation=ablation, n_resamples=n_resamples, **overrides,
-        )  # fmt: skip
-    except ValueError as error:
-        raise click.ClickException(str(error)) from error
-    _print_report(read_metrics(out_dir))
-    click.echo(f"wrote {out_dir / 'evaluation_results.csv'} and {out_dir / 'metrics.json'}")
+    _print_report(read_metrics(out))
+    click.echo(f"wrote {out / 'evaluation_results.csv'} and {out / 'metrics.json'}")
 
 
 def _print_report(report: dict) -> None:
@@ -157,7 +152,7 @@ def _print_report(report: dict) -> None:
             shown += f" [{_number(ci[name][0])}, {_number(ci[name][1])}]"
         line = f"{name:{width}s}  {shown:30s}"
         ablated = [metrics.get(f"{ABLATION_PREFIX}{kind}/{name}") for kind in kinds]
-        if kinds and all(value is not None for value in ablated):
+        if kinds and metrics[name] is not None and all(value is not None for value in ablated):
             line += "".join(f"{_number(value):>10s}" for value in ablated)
             gap = metrics[name] - max(ablated)
             line += f"{'n/a' if math.isnan(gap) else f'{gap:+.4f}':>10s}"
@@ -186,7 +181,8 @@ Examples:
   radtune caption predict --model me/blip-vqa-rad --image scan.dcm --question "Is there a pleural effusion?"
   radtune caption predict --model nlpconnect/vit-gpt2-image-captioning --image https://example.org/x.jpg""",
 )
-@click.option("--model", "model_name", required=True, help="Model or LoRA adapter: a folder or a Hub repo id.")
+@click.option("--model", "model_name", required=True,
+              help="A training run's folder, an adapter, a merged model or a Hub repo id.")  # fmt: skip
 @click.option("--image", "images", required=True, multiple=True, help="Image path, URL or DICOM file (repeatable).")
 @click.option("--question", help="The question, for a VQA model.")
 @click.option("--max-new-tokens", type=int, help="Longest generated text (default: the model's saved setting).")
@@ -195,9 +191,13 @@ Examples:
 def predict(model_name, images, question, max_new_tokens, num_beams, device) -> None:
     """Caption an image (or answer --question about it) and print the text."""
     from radtune.captioning.modeling import load_captioner
+    from radtune.common.hub import HubError
     from radtune.common.images import ImageLoadError, load_image
 
-    captioner = load_captioner(model_name, device=device)
+    try:
+        captioner = load_captioner(model_name, device=device)
+    except (ValueError, OSError, HubError) as error:
+        raise click.ClickException(str(error)) from error
     if captioner.vqa and not question:
         raise click.UsageError("this is a VQA model: pass --question")
     if question and not captioner.vqa:

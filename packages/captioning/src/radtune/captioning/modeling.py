@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 ADAPTER_CONFIG = "adapter_config.json"
-# config.model_type → radtune's arch name
-ARCH_BY_MODEL_TYPE = {"vision-encoder-decoder": "vit-gpt2", "blip": "blip"}
+# config.model_type → radtune's architecture name
+ARCHITECTURE_BY_MODEL_TYPE = {"vision-encoder-decoder": "vit-gpt2", "blip": "blip"}
+# Where `radtune.captioning.train` saves a ViT-GPT2 composed from --encoder and --decoder (an adapter's base).
+COMPOSED_BASE = "base_model"
 
 
 def resolve_model_path(repo_or_path: str | Path) -> Path:
@@ -33,7 +35,7 @@ class Captioner:
             wrapped in a `PeftModel`), in eval mode.
         tokenizer: its tokenizer.
         image_processor: its image processor.
-        arch (`str`): `"vit-gpt2"` or `"blip"`.
+        architecture (`str`): `"vit-gpt2"` or `"blip"`.
         vqa (`bool`): a question-answering model (generation reads a question).
         generation_kwargs (`dict`): defaults for `generate` (`max_new_tokens`, `num_beams`).
     """
@@ -41,7 +43,7 @@ class Captioner:
     model: Any
     tokenizer: Any
     image_processor: Any
-    arch: str
+    architecture: str
     vqa: bool = False
     generation_kwargs: dict = field(default_factory=lambda: {"max_new_tokens": 64, "num_beams": 1})
 
@@ -59,13 +61,13 @@ class Captioner:
 
         Args:
             images (`Sequence`): PIL images, paths, URLs, DICOM files or undecoded dataset values
-                (see `radtune.common.collators.open_image`).
+                (see `radtune.captioning.collators.open_image`).
             questions (`Sequence[str]`, *optional*): one question per image (VQA models only, and required there).
             generation_kwargs: override `self.generation_kwargs` (`max_new_tokens`, `num_beams`, …).
         """
         import torch
 
-        from radtune.common.collators import image_pixel_values
+        from radtune.captioning.collators import image_pixel_values
 
         if self.vqa and questions is None:
             raise ValueError("a VQA model needs one question per image")
@@ -118,23 +120,35 @@ def load_processing(*folders: Path):
     raise OSError("no tokenizer and image processor found in: " + "; ".join(errors))
 
 
-def load_captioner(repo_or_path: str | Path, device: str | None = None, dtype: str | None = None) -> Captioner:
+def load_captioner(
+    repo_or_path: str | Path, device: str | None = None, dtype: str | None = None, base_model: str | None = None
+) -> Captioner:
     """Load a full model folder, or a LoRA adapter (`adapter_config.json`) on top of its base model.
 
     Args:
         repo_or_path (`str` or `Path`): a local folder or a Hub repo id, holding a full model or an adapter.
         device (`str`, *optional*): `"cuda"`, `"cpu"`, …; defaults to CUDA when available.
         dtype (`str`, *optional*): `"float16"`, `"bfloat16"` or `"float32"` (default).
+        base_model (`str`, *optional*): an adapter's base model (folder or Hub repo id); defaults to the run's
+            composed `base_model/` folder when it has one, else the base the adapter names. Ignored for a full model.
+
+    Raises:
+        `ValueError`: the folder holds only `checkpoint-*` folders (the message names them and the `--model` that
+        evaluates the newest), or no model at all.
     """
     import torch
     from transformers import AutoConfig, GenerationConfig
 
+    from radtune.common.hub import require_model_files
+
     folder = resolve_model_path(repo_or_path)
+    require_model_files(folder)
     adapter_file = folder / ADAPTER_CONFIG
     base_folder = folder
     if adapter_file.is_file():
-        base_name = json.loads(adapter_file.read_text())["base_model_name_or_path"]
-        base_folder = resolve_model_path(base_name)
+        if base_model is None and (folder / COMPOSED_BASE / "config.json").is_file():
+            base_model = folder / COMPOSED_BASE
+        base_folder = resolve_model_path(base_model or json.loads(adapter_file.read_text())["base_model_name_or_path"])
     config = AutoConfig.from_pretrained(base_folder)
     cls = model_class(config)
     torch_dtype = getattr(torch, dtype) if dtype else torch.float32
@@ -146,7 +160,6 @@ def load_captioner(repo_or_path: str | Path, device: str | None = None, dtype: s
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device).eval()
     tokenizer, image_processor = load_processing(folder, base_folder)
-    arch = ARCH_BY_MODEL_TYPE[config.model_type]
     generation_kwargs = {"max_new_tokens": 64, "num_beams": 1}
     try:
         saved = GenerationConfig.from_pretrained(folder)
@@ -157,7 +170,7 @@ def load_captioner(repo_or_path: str | Path, device: str | None = None, dtype: s
         model=model,
         tokenizer=prepare_tokenizer(tokenizer),
         image_processor=image_processor,
-        arch=arch,
+        architecture=ARCHITECTURE_BY_MODEL_TYPE[config.model_type],
         vqa=cls.__name__ == "BlipForQuestionAnswering",
         generation_kwargs=generation_kwargs,
     )

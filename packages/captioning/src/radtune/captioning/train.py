@@ -5,24 +5,31 @@ Copy-paste commands (from the repository root):
     # The ROCOv2 seed: ViT-GPT2 + LoRA on c_attn/c_proj, 10% of the data, 6 epochs, fp16
     accelerate launch --config_file packages/common/src/radtune/common/accelerate_configs/single_gpu.yaml \\
         -m radtune.captioning.train --config packages/captioning/recipes/rocov2_vitgpt2_lora.yaml
-    # the same through the CLI, with a flag overriding the recipe
-    radtune caption train --accelerate-config single_gpu \\
+    # the same through the CLI (launcher flags before --, training flags after), a flag overriding the recipe
+    radtune caption train --accelerate-config single_gpu -- \\
         --config packages/captioning/recipes/rocov2_vitgpt2_lora.yaml --num_train_epochs 3
-    # BLIP on ROCO
-    radtune caption train --config packages/captioning/recipes/roco_blip.yaml
+    # BLIP on ROCO, published privately to the Hub at the end
+    radtune caption train -- --config packages/captioning/recipes/roco_blip.yaml \\
+        --push_to_hub --hub_model_id me/roco-blip
     # a tiny model on phantom chest X-rays, on the CPU, in a few minutes
     radtune tiny vit-gpt2 runs/tiny-vit-gpt2 --texts runs/phantoms-built
-    radtune caption train --cpu --config packages/captioning/recipes/phantom_cpu_vitgpt2.yaml
+    radtune caption train --cpu -- --config packages/captioning/recipes/phantom_cpu_vitgpt2.yaml
+    # go on from the last checkpoint in --output_dir
+    radtune caption train -- --config packages/captioning/recipes/roco_blip.yaml --resume_from_checkpoint last
 
-`--arch vit-gpt2` trains a `VisionEncoderDecoderModel`: a pretrained captioner (`--model_name_or_path`, default
-nlpconnect/vit-gpt2-image-captioning) or one composed from `--encoder` and `--decoder`. `--arch blip` trains a
-`BlipForConditionalGeneration` (default Salesforce/blip-image-captioning-base). `--use_peft` trains LoRA adapters
-(ViT-GPT2: the decoder's c_attn/c_proj, plus cross-attention with `--lora_cross_attention`; BLIP: the text
-decoder's query/value); without it every weight trains.
+`--architecture vit-gpt2` trains a `VisionEncoderDecoderModel`: a pretrained captioner (`--model_name_or_path`,
+default nlpconnect/vit-gpt2-image-captioning) or one composed from `--encoder` and `--decoder`. `--architecture blip`
+trains a `BlipForConditionalGeneration` (default Salesforce/blip-image-captioning-base). `--use_peft` trains LoRA
+adapters (ViT-GPT2: the decoder's c_attn/c_proj, plus cross-attention with `--lora_cross_attention`; BLIP: the text
+decoder's query/value); without it every weight trains. `--text_column` picks the text to write (findings,
+impression, report, caption, text).
 
-Writes into `--output_dir`: checkpoints per epoch, the final model or adapter with its tokenizer and image
-processor, `all_results.json`, `loss_curve.png`, TensorBoard logs, and, when the dataset has a test split,
-`evaluation_results.csv` + `metrics.json` (BLEU-1..4, METEOR, ROUGE-L, CIDEr-D).
+Writes into `--output_dir`: checkpoints per epoch, the final model or adapter with its tokenizer, image processor and
+generation settings, `all_results.json`, `loss_curve.png`, `run_info.json` (what `radtune caption evaluate` reads:
+text and image columns, base model), TensorBoard logs, and, when the dataset has a test split (skip with
+`--eval_after_training false`), `evaluation_results.csv` + `metrics.json` (BLEU-1..4, METEOR, ROUGE-L, CIDEr-D with
+intervals and the blank/noise-image check: `radtune.captioning.evaluation.evaluate_captions`, as `radtune caption
+evaluate` runs it).
 """
 
 from __future__ import annotations
@@ -35,11 +42,11 @@ from transformers import Seq2SeqTrainingArguments
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 from trl import ModelConfig
 
+from radtune.common import run as lifecycle
 from radtune.common.config import make_parser as _make_parser
-from radtune.common.config import parse_args_and_config
-from radtune.common.generation_eval import generation_eval_samples_field
+from radtune.common.generation_eval import GENERATION_EVAL_SAMPLES
 
-ARCHS = ("vit-gpt2", "blip")
+ARCHITECTURES = ("vit-gpt2", "blip")
 DEFAULT_MODELS = {
     "vit-gpt2": "nlpconnect/vit-gpt2-image-captioning",
     "blip": "Salesforce/blip-image-captioning-base",
@@ -54,42 +61,26 @@ BLIP_CROSS_TARGETS = r"text_decoder\.bert\.encoder\.layer\.\d+\.crossattention\.
 
 
 @dataclass
-class CaptioningArguments:
-    """What to train on and how to build the captioner."""
+class CaptioningArguments(lifecycle.GenerationRunArguments):
+    """What to train on and how to build the captioner (the splits, limits and image column: `RunArguments`)."""
 
-    dataset_name: str | None = field(
-        default=None,
-        metadata={"help": "A `save_to_disk` folder (what `radtune data build` writes), a local data folder, or a Hub "
-                  "dataset repo."},
+    generation_eval_samples: int = field(
+        default=GENERATION_EVAL_SAMPLES,
+        metadata={"help": "At each evaluation during training, caption the first N rows of the eval split and log "
+                  "eval_bleu_1..4, eval_rouge_l, eval_cider (usable as metric_for_best_model, e.g. cider); 0: eval "
+                  "loss only."},
     )  # fmt: skip
-    arch: str = field(default="vit-gpt2", metadata={"help": "Model family: `vit-gpt2` or `blip`."})
-    text_field: str = field(
+    architecture: str = field(default="vit-gpt2", metadata={"help": "Model family: `vit-gpt2` or `blip`."})
+    text_column: str = field(
         default="caption",
-        metadata={"help": "The text to generate: `findings`, `impression`, `report` (findings + impression), "
-                  "`caption` or `text`."},
+        metadata={"help": "The text to generate: `findings`, `impression`, `report` (findings + impression, else "
+                  "`text`), `caption` (else `text`) or `text`."},
     )  # fmt: skip
-    image_field: str = field(default="image", metadata={"help": "Image column (else the first of `images`)."})
-    dataset_train_split: str = field(default="train", metadata={"help": "Split to train on."})
-    dataset_eval_split: str | None = field(
-        default="validation",
-        metadata={"help": "Split evaluated during training (eval_strategy): eval loss and caption metrics of "
-                  "generated captions. When absent, dataset_test_split is used (with a warning)."},
-    )  # fmt: skip
-    dataset_test_split: str | None = field(
-        default="test", metadata={"help": "Split for the final evaluation files (skipped when missing)."}
-    )
     train_fraction: float = field(
         default=1.0, metadata={"help": "Train on this random fraction of the train split (the seed used 0.1)."}
     )
-    max_eval_samples: int | None = field(
-        default=None, metadata={"help": "Evaluate on at most this many rows per split (generation is slow)."}
-    )
     max_target_length: int = field(default=128, metadata={"help": "Longest caption in tokens (longer ones are cut)."})
-    max_new_tokens: int = field(default=64, metadata={"help": "Longest generated caption in tokens."})
-    generation_eval_samples: int = generation_eval_samples_field(
-        "caption", "eval_bleu_1..4, eval_rouge_l, eval_cider", "cider"
-    )
-    num_beams: int = field(default=1, metadata={"help": "Beams for generation during evaluation."})
+    num_beams: int = field(default=1, metadata={"help": "Beams for generation during and after training."})
     encoder: str | None = field(
         default=None, metadata={"help": "vit-gpt2 only: compose from this vision encoder (with --decoder)."}
     )
@@ -100,34 +91,31 @@ class CaptioningArguments:
         default=False, metadata={"help": "With --use_peft: also put LoRA on the decoder's cross-attention."}
     )
     meteor: bool = field(
-        default=True, metadata={"help": "Compute METEOR in the final test evaluation (a JVM; ~10 s or more)."}
+        default=True, metadata={"help": "Compute METEOR in the final evaluation (a JVM; ~10 s or more)."}
     )
-    resume: bool = field(
-        default=False, metadata={"help": "Resume from the last checkpoint in output_dir (when there is one)."}
-    )
-    hub_repo_id: str | None = field(
-        default=None, metadata={"help": "Push the final model or adapter (with its model card) to this Hub repo."}
-    )
-    hub_private: bool = field(default=True, metadata={"help": "Create the Hub repo private."})
-    eval_batch_size_generate: int = field(
-        default=16, metadata={"help": "Images per generate call in the final test evaluation."}
-    )
+    eval_batch_size: int = field(default=16, metadata={"help": "Images per generate call in the final evaluation."})
+    eval_ablation: bool = field(
+        default=True,
+        metadata={"help": "The final evaluation also captions blank and noise images and flags a model that ignores "
+                  "the image (as `radtune caption evaluate` does by default)."},
+    )  # fmt: skip
 
     def __post_init__(self):
-        from radtune.captioning.evaluation import TEXT_FIELDS
+        from radtune.captioning.evaluation import TEXT_COLUMNS
 
-        if self.arch not in ARCHS:
-            raise ValueError(f"arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
-        if self.text_field not in TEXT_FIELDS:
-            raise ValueError(f"text_field must be one of {', '.join(TEXT_FIELDS)}, got {self.text_field!r}")
-        if self.generation_eval_samples < 0:
-            raise ValueError(f"generation_eval_samples must be >= 0 (0 disables), got {self.generation_eval_samples}")
+        super().__post_init__()
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {', '.join(ARCHITECTURES)}, got {self.architecture!r}")
+        if self.text_column not in TEXT_COLUMNS:
+            raise ValueError(f"text_column must be one of {', '.join(TEXT_COLUMNS)}, got {self.text_column!r}")
         if not 0.0 < self.train_fraction <= 1.0:
             raise ValueError(f"train_fraction must be in (0, 1], got {self.train_fraction}")
         if (self.encoder is None) != (self.decoder is None):
             raise ValueError("encoder and decoder go together: give both or neither")
-        if self.encoder is not None and self.arch != "vit-gpt2":
-            raise ValueError("encoder/decoder composition is only for arch=vit-gpt2")
+        if self.encoder is not None and self.architecture != "vit-gpt2":
+            raise ValueError("encoder/decoder composition is only for architecture vit-gpt2")
+        if self.eval_batch_size <= 0:
+            raise ValueError(f"eval_batch_size must be positive, got {self.eval_batch_size}")
 
 
 @dataclass
@@ -156,7 +144,7 @@ def make_parser():
 
 
 def build_vit_gpt2(script_args: CaptioningArguments, model_args: ModelConfig, output_dir: Path):
-    """(model, tokenizer, image_processor) for arch vit-gpt2: a pretrained captioner or encoder + decoder."""
+    """(model, tokenizer, image_processor) for architecture vit-gpt2: a pretrained captioner or encoder + decoder."""
     from transformers import AutoImageProcessor, AutoTokenizer, VisionEncoderDecoderModel
 
     from radtune.captioning.modeling import prepare_tokenizer
@@ -204,7 +192,7 @@ def build_blip(model_args: ModelConfig):
 
 
 def lora_config(script_args: CaptioningArguments, model_args: ModelConfig):
-    """The `LoraConfig` for `--use_peft`: `--lora_target_modules` when given, else the arch's defaults."""
+    """The `LoraConfig` for `--use_peft`: `--lora_target_modules` when given, else the architecture's defaults."""
     from peft import LoraConfig
 
     modules_to_save = list(model_args.lora_modules_to_save or [])
@@ -214,7 +202,7 @@ def lora_config(script_args: CaptioningArguments, model_args: ModelConfig):
         self_targets, cross_targets = {
             "vit-gpt2": (GPT2_SELF_TARGETS, GPT2_CROSS_TARGETS),
             "blip": (BLIP_SELF_TARGETS, BLIP_CROSS_TARGETS),
-        }[script_args.arch]
+        }[script_args.architecture]
         targets = f"({self_targets}|{cross_targets})" if script_args.lora_cross_attention else self_targets
     if script_args.encoder is not None and not script_args.lora_cross_attention:
         # A freshly composed model's cross-attention is random: it must train in full.
@@ -230,24 +218,39 @@ def lora_config(script_args: CaptioningArguments, model_args: ModelConfig):
     )
 
 
-def main(script_args: CaptioningArguments, training_args: CaptioningTrainingArguments, model_args: ModelConfig):
-    from transformers.trainer_utils import get_last_checkpoint
+def build_trainer(
+    script_args: CaptioningArguments, training_args: CaptioningTrainingArguments, model_args: ModelConfig
+):
+    """The model, tokenizer, image processor, data and `GenerationTrainer` of a run, ready to `train()`.
 
-    from radtune.captioning.evaluation import drop_empty_texts, evaluate_dataset, text_columns
-    from radtune.captioning.modeling import Captioner
-    from radtune.captioning.trainer import GenerationTrainer, captioning_generation_eval, publish, save_run
-    from radtune.common.collators import CaptioningCollator, undecoded_images
-    from radtune.common.datasets_io import load_dataset_any
-    from radtune.common.generation_eval import choose_eval_split
+    Returns:
+        `(trainer, splits)`: the trainer (its `data_collator` holds the image processor) and the run's
+        `radtune.common.run.RunSplits` (rows with an empty text dropped; `splits.test` for the final evaluation).
+    """
+    from transformers import set_seed
 
-    if script_args.dataset_name is None:
-        raise ValueError("dataset_name is required (a `radtune data build` folder or a Hub dataset repo)")
+    from radtune.captioning.collators import CaptioningCollator, undecoded_images
+    from radtune.captioning.evaluation import drop_empty_texts, text_columns
+    from radtune.captioning.trainer import GenerationTrainer, captioning_generation_eval
+
     output_dir = Path(training_args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    model_args.model_name_or_path = model_args.model_name_or_path or DEFAULT_MODELS[script_args.arch]
+    model_args.model_name_or_path = model_args.model_name_or_path or DEFAULT_MODELS[script_args.architecture]
 
-    # Model
-    if script_args.arch == "vit-gpt2":
+    # Data, before the model: a wrong split or column fails fast. The collator decodes the images (at reduced scale).
+    def prepare(split):
+        columns = text_columns(script_args.text_column, split.column_names)
+        return undecoded_images(drop_empty_texts(split, columns), script_args.image_column)
+
+    splits = lifecycle.load_run_splits(script_args, training_args, prepare=prepare)
+    if script_args.train_fraction < 1.0:
+        keep = max(1, math.ceil(len(splits.train) * script_args.train_fraction))
+        splits.train = splits.train.shuffle(seed=training_args.seed).select(range(keep))
+    columns = text_columns(script_args.text_column, splits.train.column_names)
+
+    # Model (seeded: LoRA's initial weights, a composed model's new cross-attention)
+    set_seed(training_args.seed)
+    if script_args.architecture == "vit-gpt2":
         model, tokenizer, image_processor = build_vit_gpt2(script_args, model_args, output_dir)
     else:
         model, tokenizer, image_processor = build_blip(model_args)
@@ -256,92 +259,81 @@ def main(script_args: CaptioningArguments, training_args: CaptioningTrainingArgu
 
         model = get_peft_model(model, lora_config(script_args, model_args))
         model.print_trainable_parameters()
-    generation_kwargs = {"max_new_tokens": script_args.max_new_tokens, "num_beams": script_args.num_beams}
-
-    # Data
-    data = load_dataset_any(script_args.dataset_name)
-    if script_args.dataset_train_split not in data:
-        raise ValueError(f"dataset_train_split {script_args.dataset_train_split!r} not in: {', '.join(data)}")
-    columns = text_columns(script_args.text_field, data[script_args.dataset_train_split].column_names)
-    train_dataset = drop_empty_texts(data[script_args.dataset_train_split], columns)
-    if script_args.train_fraction < 1.0:
-        keep = max(1, math.ceil(len(train_dataset) * script_args.train_fraction))
-        train_dataset = train_dataset.shuffle(seed=training_args.seed).select(range(keep))
-    train_dataset = undecoded_images(train_dataset, script_args.image_field)  # the collator decodes, at reduced scale
-    eval_dataset = None
-    eval_split = choose_eval_split(data, script_args.dataset_eval_split, script_args.dataset_test_split)
-    if eval_split is not None and training_args.eval_strategy != "no":
-        eval_dataset = drop_empty_texts(data[eval_split], columns)
-        if script_args.max_eval_samples is not None:
-            eval_dataset = eval_dataset.select(range(min(script_args.max_eval_samples, len(eval_dataset))))
-        eval_dataset = undecoded_images(eval_dataset, script_args.image_field)
-    elif training_args.eval_strategy != "no":
-        training_args.eval_strategy = "no"  # no split to evaluate on
+    blip = script_args.architecture == "blip"
     collator = CaptioningCollator(
         image_processor=image_processor,
         tokenizer=tokenizer,
-        text_field=columns,
-        image_field=script_args.image_field,
+        text_column=columns,
+        image_column=script_args.image_column,
         max_length=script_args.max_target_length,
-        append_eos=script_args.arch == "vit-gpt2",  # GPT-2 tokenizers add no EOS
-        text_inputs=script_args.arch == "blip",
-        decoder_start_token_id=model.config.text_config.bos_token_id if script_args.arch == "blip" else None,
+        append_eos=not blip,  # GPT-2 tokenizers add no EOS
+        text_inputs=blip,
+        decoder_start_token_id=model.config.text_config.bos_token_id if blip else None,
     )
 
-    # Train
+    # Trainer
+    generation_kwargs = {"max_new_tokens": script_args.max_new_tokens, "num_beams": script_args.num_beams}
+    generation_eval = None
+    if splits.eval is not None and script_args.generation_eval_samples:
+        generation_eval = captioning_generation_eval(
+            splits.eval, tokenizer, image_processor, script_args.architecture, text_columns=columns,
+            image_column=script_args.image_column, generation_kwargs=generation_kwargs,
+            max_samples=script_args.generation_eval_samples, batch_size=training_args.per_device_eval_batch_size,
+        )  # fmt: skip
     trainer = GenerationTrainer(
         model=model,
         args=training_args,
         data_collator=collator,
-        train_dataset=train_dataset,
-        eval_dataset=eval_dataset,
+        train_dataset=splits.train,
+        eval_dataset=splits.eval,
         processing_class=tokenizer,
         generation_input_names=("pixel_values",),
         generation_kwargs=generation_kwargs,
-        generation_eval=captioning_generation_eval(
-            eval_dataset, tokenizer, image_processor, script_args.arch, text_columns=columns,
-            image_field=script_args.image_field, generation_kwargs=generation_kwargs,
-            max_samples=script_args.generation_eval_samples, batch_size=training_args.per_device_eval_batch_size,
-        ) if eval_dataset is not None and script_args.generation_eval_samples else None,
+        generation_eval=generation_eval,
+    )
+    return trainer, splits
+
+
+def main(script_args: CaptioningArguments, training_args: CaptioningTrainingArguments, model_args: ModelConfig):
+    """Train, save, evaluate on the test split and (optionally) publish; returns the trainer."""
+    from radtune.captioning.evaluation import evaluate_captions
+    from radtune.captioning.trainer import finish_captioning_run
+
+    push = lifecycle.take_push_request(training_args)  # radtune publishes at the end, not the Trainer
+    trainer, splits = build_trainer(script_args, training_args, model_args)
+    # a composed model has no Hub base: the adapter's base is the run's own base_model/ folder
+    base_model = model_args.model_name_or_path if script_args.encoder is None else None
+
+    # Train
+    train_result = trainer.train(resume_from_checkpoint=lifecycle.resume_checkpoint(training_args))
+    composed = {"encoder": script_args.encoder, "decoder": script_args.decoder} if script_args.encoder else {}
+    info = lifecycle.run_info(
+        "captioning", script_args, training_args, base_model, architecture=script_args.architecture,
+        text_column=script_args.text_column, use_peft=model_args.use_peft, **trainer.generation_kwargs,
+        max_target_length=script_args.max_target_length, **composed,
     )  # fmt: skip
-    checkpoint = training_args.resume_from_checkpoint
-    if checkpoint is None and script_args.resume:
-        checkpoint = get_last_checkpoint(str(output_dir))  # None when the folder holds no checkpoint yet
-    train_result = trainer.train(resume_from_checkpoint=checkpoint)
-    unwrapped = save_run(trainer, train_result, image_processor, generation_kwargs, f"{script_args.arch} captioning")
+    captioner = finish_captioning_run(trainer, train_result, info=info, title=f"{script_args.architecture} captioning")
 
     # Evaluate
-    if script_args.dataset_test_split in data and trainer.is_world_process_zero():
-        captioner = Captioner(
-            model=unwrapped.eval(),
-            tokenizer=tokenizer,
-            image_processor=image_processor,
-            arch=script_args.arch,
-            generation_kwargs=generation_kwargs,
-        )
-        metrics = evaluate_dataset(
-            captioner,
-            data[script_args.dataset_test_split],
-            output_dir,
-            text_field=script_args.text_field,
-            image_field=script_args.image_field,
-            batch_size=script_args.eval_batch_size_generate,
-            max_samples=script_args.max_eval_samples,
-            meta={"model": str(output_dir), "base_model": model_args.model_name_or_path,
-                  "dataset": script_args.dataset_name, "split": script_args.dataset_test_split,
-                  "seed": training_args.seed},
-            meteor=script_args.meteor,
+    if splits.test is not None and trainer.is_world_process_zero():
+        metrics = evaluate_captions(
+            captioner, splits.test, training_args.output_dir, text_column=script_args.text_column,
+            image_column=script_args.image_column, batch_size=script_args.eval_batch_size, meteor=script_args.meteor,
+            ablation=script_args.eval_ablation, seed=training_args.seed,
+            meta={"model": training_args.output_dir, "base_model": base_model, "dataset": script_args.dataset_name,
+                  "split": splits.test_split},
         )  # fmt: skip
-        trainer.log_metrics("test", metrics)
-        trainer.save_metrics("test", metrics)
+        lifecycle.log_test_metrics(trainer, metrics)
 
     # Publish
     if trainer.is_world_process_zero():
-        # a composed model has no Hub base; the card then reads the folder's own config
-        base_model = model_args.model_name_or_path if script_args.encoder is None else None
-        publish(output_dir, base_model, script_args.hub_repo_id, script_args.hub_private)
+        datasets = lifecycle.hub_datasets(script_args.dataset_name)
+        tags = ["image-captioning", script_args.architecture]
+        lifecycle.publish_run(training_args.output_dir, push, base_model=base_model, datasets=datasets, tags=tags)
     return trainer
 
 
 if __name__ == "__main__":
-    main(*parse_args_and_config(make_parser()))
+    from radtune.common.config import run_main
+
+    run_main(main, make_parser)

@@ -17,26 +17,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 # Rows generated at each evaluation during training, unless a recipe says otherwise.
 GENERATION_EVAL_SAMPLES = 64
-VQA_LOGGED = ("eval_strict_closed_accuracy, eval_strict_open_recall, …", "strict_closed_accuracy")
-
-
-def generation_eval_samples_field(verb: str, logged: str, example: str):
-    """The `generation_eval_samples` field of a trainer's arguments dataclass (one help text for every trainer).
-
-    Args:
-        verb (`str`): what the model does with a row ("caption", "answer").
-        logged (`str`): the `eval_…` metrics it logs; `example`: one usable as `metric_for_best_model`.
-    """
-    return field(
-        default=GENERATION_EVAL_SAMPLES,
-        metadata={"help": f"At each evaluation during training, {verb} the first N rows of the eval split and log "
-                          f"{logged} (usable as metric_for_best_model, e.g. {example}); 0: eval loss only."},
-    )  # fmt: skip
 
 
 @dataclass

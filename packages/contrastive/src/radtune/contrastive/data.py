@@ -60,21 +60,26 @@ class RadiographAugment:
         return image
 
 
-def pair_transform(image_column: str, caption_column: str, augment: RadiographAugment | None = None):
-    """A `Dataset.with_transform` function giving `{"image": [PIL RGB], "caption": [str]}` batches."""
+def drop_empty_texts(dataset, text_column: str):
+    """`dataset` without the rows whose `text_column` is empty or blank (what training and retrieval skip)."""
+    return dataset.filter(lambda text: bool(text and str(text).strip()), input_columns=[text_column])
+
+
+def pair_transform(image_column: str, text_column: str, augment: RadiographAugment | None = None):
+    """A `Dataset.with_transform` function giving `{"image": [PIL RGB], "text": [str]}` batches."""
 
     def transform(batch: dict) -> dict:
         images = [load_image(image, mode="RGB") for image in batch[image_column]]
         if augment is not None:
             images = [augment(image) for image in images]
-        return {"image": images, "caption": [str(caption) for caption in batch[caption_column]]}
+        return {"image": images, "text": [str(text) for text in batch[text_column]]}
 
     return transform
 
 
 @dataclass
 class ContrastiveCollator:
-    """Turns rows of `{"image", "caption"}` into `pixel_values`, `input_ids`, `attention_mask`."""
+    """Turns rows of `{"image", "text"}` into `pixel_values`, `input_ids`, `attention_mask`."""
 
     tokenizer: object
     image_processor: object
@@ -83,6 +88,6 @@ class ContrastiveCollator:
     def __call__(self, rows: list[dict]) -> dict:
         pixel_values = self.image_processor(images=[row["image"] for row in rows], return_tensors="pt")["pixel_values"]
         text = self.tokenizer(
-            [row["caption"] for row in rows], padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+            [row["text"] for row in rows], padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
         )
         return {"pixel_values": pixel_values, "input_ids": text["input_ids"], "attention_mask": text["attention_mask"]}

@@ -95,6 +95,23 @@ def image_feature_size(config) -> int:
     return int(size)
 
 
+def _without_pooler(text_folder: Path) -> dict:
+    """`{"add_pooling_layer": False}` for a saved text tower whose class takes it (BERT, RoBERTa, …), else `{}`.
+
+    The dual encoder drops the text tower's pooler, so a saved tower has none: built with one, transformers would
+    report its weights as newly initialised on every load.
+    """
+    import inspect
+
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_MAPPING
+
+    config = AutoConfig.from_pretrained(text_folder)
+    model_class = MODEL_MAPPING[type(config)] if type(config) in MODEL_MAPPING else None
+    takes_it = model_class is not None and "add_pooling_layer" in inspect.signature(model_class.__init__).parameters
+    return {"add_pooling_layer": False} if takes_it else {}
+
+
 def is_dual_encoder(path: str | Path) -> bool:
     """True for a local folder written by `DualEncoderModel.save_pretrained`."""
     return (Path(path) / CONFIG_NAME).is_file()
@@ -160,7 +177,8 @@ class DualEncoderModel(nn.Module):
         if not is_dual_encoder(folder):
             raise ValueError(f"{name_or_path} is not a saved dual encoder: {CONFIG_NAME} is missing")
         config = DualEncoderConfig(**json.loads((folder / CONFIG_NAME).read_text()))
-        text_model = AutoModel.from_pretrained(folder / TEXT_DIR, **from_pretrained_kwargs)
+        text_model = AutoModel.from_pretrained(folder / TEXT_DIR, **_without_pooler(folder / TEXT_DIR),
+                                               **from_pretrained_kwargs)  # fmt: skip
         image_model = AutoModel.from_pretrained(folder / IMAGE_DIR, **from_pretrained_kwargs)
         model = cls(text_model, image_model, config)
         model.load_heads(folder)

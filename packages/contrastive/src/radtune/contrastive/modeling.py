@@ -81,9 +81,10 @@ def load_contrastive(name_or_path: str | Path) -> tuple[nn.Module, ContrastivePr
     """
     from transformers import CLIPModel
 
-    from radtune.common.hub import resolve_model_path
+    from radtune.common.hub import check_path_or_repo, resolve_model_path
 
-    if Path(name_or_path).exists() or _hub_repo_is_dual_encoder(str(name_or_path)):
+    # A mistyped local path fails at once, a name that is no Hub repo within seconds, both saying so.
+    if check_path_or_repo(name_or_path) or _hub_repo_is_dual_encoder(str(name_or_path)):
         folder = resolve_model_path(name_or_path)
         if is_dual_encoder(folder):
             return DualEncoderModel.from_pretrained(folder), load_processor(folder / TEXT_DIR, folder / IMAGE_DIR,

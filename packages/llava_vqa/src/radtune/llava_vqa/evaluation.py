@@ -1,70 +1,19 @@
-"""Evaluate a LLaVA VQA model on a QA split: generate, score with both VQA metric families, write the files."""
+"""The one LLaVA VQA evaluator: generate the answers (and, with the ablation, the answers without the image), score
+them with common's VQA scorer, write `evaluation_results.csv` + `metrics.json`.
+
+The trainer's final evaluation (into the run's `output_dir`) and `radtune vqa evaluate` (into a new
+`<model>/eval-vqa-<split>` folder) both call `evaluate_vqa` with the defaults below, so the same model on the same
+split gives the same numbers either way.
+"""
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
 from pathlib import Path
 
-from radtune.common.images import IMAGE_ABLATIONS as ABLATIONS
-from radtune.common.images import ablated_images
-
-BASELINE_PREFIX = "majority_baseline/"
-
-
-def item_scores(predictions, items) -> dict[str, list[float]]:
-    """Per-item scores whose means are the headline VQA metrics, for bootstrap intervals.
-
-    Keys: `strict/accuracy`, `strict/closed_accuracy`, `strict/open_recall`, `llava_med/closed_accuracy` (items
-    LLaVA-Med's rule counts), `llava_med/open_recall`; the mean of each list equals `vqa_metrics`' value of the
-    same name.
-    """
-    from radtune.common.metrics.vqa import ITEM_METRICS, vqa_item_scores
-
-    scores: dict[str, list[float]] = {name: [] for name in ITEM_METRICS}
-    for prediction, item in zip(predictions, items, strict=True):
-        for name, value in vqa_item_scores(prediction, item.answer, item.answer_type).items():
-            scores[name].append(value)
-    return scores
-
-
-def result_rows(items, predictions) -> list[dict]:
-    """`evaluation_results.csv` rows: the answer with its question, reference and the item's subgroup fields."""
-    rows = []
-    for item, prediction in zip(items, predictions, strict=True):
-        row = {"id": item.id, "prediction": prediction, "references": [item.answer], "question": item.question,
-               "answer": item.answer, "answer_type": item.answer_type}  # fmt: skip
-        for name in ("category", "image_id", "view", "modality"):
-            value = getattr(item, name)
-            if value is not None and not (name == "image_id" and value == item.id):
-                row[name] = value
-        rows.append(row)
-    return rows
-
-
-def _most_common(counts: Counter) -> str:
-    # Ties go to the alphabetically first answer, so the baseline does not depend on row order.
-    return min(counts.items(), key=lambda item: (-item[1], item[0]))[0]
-
-
-def majority_answers(train_items, items) -> list[str]:
-    """The trivial baseline: for each item, the most common training answer to the same question.
-
-    A question never seen in training gets the most common training answer of its answer type (closed/open),
-    and failing that, of all training items. This is the bar a model must clear to show it uses the image.
-    """
-    if not train_items:
-        raise ValueError("the majority-answer baseline needs training items")
-    by_question: dict[str, Counter] = defaultdict(Counter)
-    by_type: dict[str, Counter] = defaultdict(Counter)
-    overall: Counter = Counter()
-    for item in train_items:
-        by_question[item.question.strip().lower()][item.answer] += 1
-        by_type[item.answer_type][item.answer] += 1
-        overall[item.answer] += 1
-    return [
-        _most_common(by_question.get(item.question.strip().lower()) or by_type.get(item.answer_type) or overall)
-        for item in items
-    ]
+# The defaults of the trainer's final evaluation and of `radtune vqa evaluate`.
+BATCH_SIZE = 8
+MAX_NEW_TOKENS = 32
+N_RESAMPLES = 1000
 
 
 def evaluate_vqa(
@@ -72,84 +21,61 @@ def evaluate_vqa(
     processor,
     dataset,
     out_dir: str | Path,
-    batch_size: int = 8,
-    max_new_tokens: int = 32,
+    *,
+    train_dataset=None,
+    ablation: bool = True,
+    batch_size: int = BATCH_SIZE,
+    max_new_tokens: int = MAX_NEW_TOKENS,
     max_samples: int | None = None,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = 0,
+    image_column: str = "image",
     meta: dict | None = None,
     progress: bool = True,
-    baseline_dataset=None,
-    ablation: bool = False,
-    n_resamples: int = 1000,
-    seed: int = 0,
 ) -> dict:
     """Answer every question of `dataset`, score the answers, and write `evaluation_results.csv` + `metrics.json`.
 
     Args:
         model, processor: from `radtune.llava_vqa.inference.load_vqa_model` (or a trainer's model).
-        dataset (`datasets.Dataset`): a split in radtune's QA export format.
-        out_dir (`str` or `Path`): where the two files go.
-        batch_size (`int`, *optional*, defaults to `8`): generation batch size.
+        dataset (`datasets.Dataset`): a QA split (radtune's export format: `messages` + `images`, or
+            `question`/`answer` rows).
+        out_dir (`str` or `Path`): where the two files go (created).
+        train_dataset (`datasets.Dataset`, *optional*): the training split; its majority answers are scored beside
+            the model under `majority_baseline/…`.
+        ablation (`bool`, *optional*, defaults to `True`): also answer with blank and noise images; their metrics
+            go under `ablation/<kind>/…` and `metrics.json`'s `meta.image_ablation` says whether the model ignores
+            the image (its real-image interval reaches the blank or noise score).
+        batch_size (`int`, *optional*, defaults to `8`): questions per generation call.
         max_new_tokens (`int`, *optional*, defaults to `32`): longest answer.
-        max_samples (`int`, *optional*): evaluate the first N QA items only.
-        meta (`dict`, *optional*): run facts for `metrics.json` (model, dataset, split, seed, …).
-        baseline_dataset (`datasets.Dataset`, *optional*): the training split; when given, the metrics of the
-            majority-answer baseline are added under `majority_baseline/…`.
-        ablation (`bool`, *optional*, defaults to `False`): also answer with blank and noise images; their
-            metrics go under `ablation/<kind>/…` and `metrics.json`'s `meta.image_ablation` says whether the model
-            ignores the image (its real-image interval reaches the blank or noise score).
+        max_samples (`int`, *optional*): evaluate the first N rows only.
         n_resamples (`int`, *optional*, defaults to `1000`): bootstrap resamples for the intervals.
         seed (`int`, *optional*, defaults to `0`): seed of the bootstrap and of the noise images.
+        image_column (`str`, *optional*, defaults to `"image"`): the image column, else the first of `images`.
+        meta (`dict`, *optional*): run facts for `metrics.json` (`model`, `dataset`, `split`, `base_model`, …).
+        progress (`bool`, *optional*, defaults to `True`): show progress bars.
 
     Returns:
-        `dict`: what `metrics.json` holds: `metrics` (`strict/…`, `llava_med/…`, counts, baselines, ablations),
-        `ci` (bootstrap intervals), `meta` and `subgroups` (strict scores per answer type, and per question
-        category, view and modality where the dataset has those columns; see `radtune.common.metrics.subgroups`).
+        `dict`: what `metrics.json` holds: `metrics` (`strict/…`, `llava_med/…`, counts, baseline, ablations), `ci`
+        (bootstrap intervals), `meta` and `subgroups` (see `radtune.common.vqa_evaluation.score_vqa`).
     """
-    from radtune.common.metrics.bootstrap import image_ablation_verdict, mean_ci
-    from radtune.common.metrics.io import read_metrics, write_metrics, write_results
-    from radtune.common.metrics.subgroups import vqa_subgroups
-    from radtune.common.metrics.vqa import vqa_metrics
-    from radtune.llava_vqa.inference import generate_answers, vqa_items
+    from radtune.common.images import IMAGE_ABLATIONS, ablated_images
+    from radtune.common.vqa_evaluation import score_vqa, vqa_items
+    from radtune.llava_vqa import inference
 
-    items = vqa_items(dataset)
     if max_samples is not None:
-        items = items[:max_samples]
+        dataset = dataset.select(range(min(max_samples, len(dataset))))
+    items = vqa_items(dataset, image_column)
     if not items:
         raise ValueError("the evaluation split holds no question/answer items")
-    predictions = generate_answers(
-        model, processor, [item.image for item in items], [item.question for item in items],
-        batch_size=batch_size, max_new_tokens=max_new_tokens, progress=progress,
-    )  # fmt: skip
-    answers, answer_types = [item.answer for item in items], [item.answer_type for item in items]
-    metrics = vqa_metrics(predictions, answers, answer_types)
-    ci = {name: list(mean_ci(values, n_resamples=n_resamples, seed=seed))
-          for name, values in item_scores(predictions, items).items() if len(values) >= 2}  # fmt: skip
-    meta = dict(meta or {})
-    if ablation:
-        primary = "strict/closed_accuracy" if metrics["n_closed"] else "strict/open_recall"
-        ablated = {}
-        for kind in ABLATIONS:
-            answers_without_image = generate_answers(
-                model, processor, ablated_images([item.image for item in items], kind, seed),
-                [item.question for item in items], batch_size=batch_size, max_new_tokens=max_new_tokens,
-                progress=progress,
-            )  # fmt: skip
-            kind_metrics = vqa_metrics(answers_without_image, answers, answer_types)
-            metrics.update({f"ablation/{kind}/{name}": value for name, value in kind_metrics.items() if "/" in name})
-            ablated[kind] = kind_metrics[primary]
-        verdict = image_ablation_verdict(metrics[primary], ci.get(primary, (float("nan"),) * 2), ablated)
-        metrics["ablation/gap"] = verdict["gap"]
-        meta["image_ablation"] = {"metric": primary, **verdict}
-    if baseline_dataset is not None:
-        baseline = vqa_metrics(majority_answers(vqa_items(baseline_dataset), items), answers, answer_types)
-        metrics.update({BASELINE_PREFIX + name: value for name, value in baseline.items() if "/" in name})
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    rows = result_rows(items, predictions)
-    write_results(out_dir / "evaluation_results.csv", rows)
-    # Per answer type, question category, view and modality, where the items carry them.
-    subgroups = vqa_subgroups(rows, n_resamples=n_resamples, seed=seed)
-    known = {key: meta.pop(key, None) for key in ("model", "dataset", "split", "seed")}
-    path = write_metrics(out_dir / "metrics.json", metrics, task="vqa", n=len(items), ci=ci, **known,
-                         extra_meta=meta or None, subgroups=subgroups)  # fmt: skip
-    return read_metrics(path)
+    images, questions = [item.image for item in items], [item.question for item in items]
+
+    def answer(pictures) -> list[str]:
+        return inference.generate_answers(model, processor, pictures, questions, batch_size=batch_size,
+                                          max_new_tokens=max_new_tokens, progress=progress)  # fmt: skip
+
+    predictions = answer(images)
+    ablated = {kind: answer(ablated_images(images, kind, seed)) for kind in IMAGE_ABLATIONS} if ablation else None
+    train_items = vqa_items(train_dataset, image_column) if train_dataset is not None else None
+    report = score_vqa(items, predictions, train_items=train_items, ablated=ablated, n_resamples=n_resamples,
+                       seed=seed)  # fmt: skip
+    return report.write(out_dir, **{"seed": seed, **(meta or {})})

@@ -1,17 +1,16 @@
-"""Load a trained LLaVA (adapter or full model) and answer questions about images, in batches.
+"""Load a trained LLaVA (a run folder, an adapter or a full model) and answer questions about images, in batches.
 
 Shared by the end-of-training evaluation, `radtune vqa evaluate`, `radtune vqa predict` and `radtune vqa merge`,
-so every path formats prompts exactly as training did (the processor's chat template, `add_generation_prompt`).
+so every path formats prompts exactly as training did (the processor's chat template, `add_generation_prompt`)
+and loads the base model as training did (the base model and quantisation `run_info.json` recorded).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-
-DEFAULT_BASE_MODEL = "llava-hf/llava-1.5-7b-hf"
 
 
 def resolve(repo_or_path: str | Path) -> Path:
@@ -21,73 +20,129 @@ def resolve(repo_or_path: str | Path) -> Path:
     return resolve_model_path(str(repo_or_path))
 
 
-def ensure_training_chat_template(processor) -> None:
+def ensure_training_chat_template(processor) -> bool:
     """Give `processor` radtune's LLaVA template when its own has no `{% generation %}` markers.
 
     LLaVA-1.5's published template marks no assistant span, so TRL's `assistant_only_loss` cannot mask the
     prompt with it; radtune's template renders the same `USER: <image>\\n… ASSISTANT: …</s>` format with markers.
+
+    Returns:
+        `bool`: whether the template was replaced.
     """
     from trl.chat_template_utils import has_generation_markers
 
-    from radtune.common.chat_templates import LLAVA_CHAT_TEMPLATE
+    from radtune.llava_vqa.chat_template import LLAVA_CHAT_TEMPLATE
 
-    if not has_generation_markers(processor.chat_template):
-        processor.chat_template = LLAVA_CHAT_TEMPLATE
-        processor.tokenizer.chat_template = LLAVA_CHAT_TEMPLATE
+    if has_generation_markers(processor.chat_template):
+        return False
+    processor.chat_template = LLAVA_CHAT_TEMPLATE
+    processor.tokenizer.chat_template = LLAVA_CHAT_TEMPLATE
+    return True
+
+
+def model_run_info(folder: str | Path) -> dict:
+    """What the training run of `folder` recorded (`run_info.json`): the folder's own, or for a `checkpoint-N`
+    folder its run's; `{}` for a model radtune did not train."""
+    from radtune.common.run import read_run_info
+
+    folder = Path(folder)
+    info = read_run_info(folder)
+    if not info and re.fullmatch(r"checkpoint-\d+", folder.name):
+        info = read_run_info(folder.parent)
+    return info
+
+
+def quantization_config(quantization: Mapping | None):
+    """The bitsandbytes config of a recorded quantisation (`run_info.json`'s `quantization`), built as training
+    built it: TRL's `get_quantization_config` on a `ModelConfig` with those settings (`None`: no quantisation)."""
+    if not quantization:
+        return None
+    from trl import ModelConfig, get_quantization_config
+
+    names = ("load_in_4bit", "load_in_8bit", "bnb_4bit_quant_type", "use_bnb_nested_quant", "bnb_4bit_quant_storage",
+             "dtype")  # fmt: skip
+    return get_quantization_config(ModelConfig(**{name: quantization[name] for name in names if name in quantization}))
+
+
+def default_quantization() -> dict:
+    """The quantisation `--load-in-4bit` means when the run recorded none: training's QLoRA defaults."""
+    from radtune.common.run import quantization_info
+    from radtune.llava_vqa.train import LlavaModelConfig
+
+    return quantization_info(LlavaModelConfig(load_in_4bit=True))
 
 
 def load_vqa_model(
-    adapter_or_model: str | Path,
-    base: str | Path | None = None,
-    dtype: str = "auto",
-    load_in_4bit: bool = False,
+    model: str | Path,
+    base_model: str | Path | None = None,
+    dtype: str | None = None,
+    load_in_4bit: bool | None = None,
     device: str | None = None,
 ):
-    """Load a LoRA adapter on its base model, or a full (merged) model, with its processor.
+    """Load a LoRA adapter on its base model, or a full (merged) model, with its processor, as the run trained it.
+
+    The run's `run_info.json` (`model_run_info`: a checkpoint's is its run's) supplies the base model, the weights
+    dtype and the quantisation; arguments given here override it.
 
     Args:
-        adapter_or_model (`str` or `Path`): adapter or model folder, or a Hub repo id of either.
-        base (`str` or `Path`, *optional*): base model for an adapter; defaults to the adapter's
-            `base_model_name_or_path`.
-        dtype (`str`, *optional*, defaults to `"auto"`): torch dtype name for the weights.
-        load_in_4bit (`bool`, *optional*, defaults to `False`): quantise the base model with bitsandbytes (nf4).
+        model (`str` or `Path`): a run folder, an adapter or model folder, or a Hub repo id of either.
+        base_model (`str` or `Path`, *optional*): an adapter's base model; defaults to the recorded `base_model`,
+            then the adapter's `base_model_name_or_path`.
+        dtype (`str`, *optional*): torch dtype name of the weights; defaults to the recorded `dtype`, else `"auto"`.
+        load_in_4bit (`bool`, *optional*): quantise the base model with bitsandbytes; defaults to the recorded
+            quantisation (a QLoRA run loads as it trained). `True` on a run that recorded none uses training's
+            QLoRA settings (nf4, double quantisation).
         device (`str`, *optional*): `"cuda"`, `"cpu"`, …; defaults to CUDA when available.
 
     Returns:
         `(model, processor)` with the model in eval mode.
+
+    Raises:
+        `ValueError`: a run folder with only checkpoints (the message names them).
     """
     import torch
-    from transformers import AutoProcessor, BitsAndBytesConfig, LlavaForConditionalGeneration
+    from transformers import AutoProcessor, LlavaForConditionalGeneration
 
-    folder = resolve(adapter_or_model)
+    from radtune.common.hub import require_model_files
+
+    folder = resolve(model)
+    require_model_files(folder)
+    info = model_run_info(folder)
     adapter_config = folder / "adapter_config.json"
     is_adapter = adapter_config.is_file()
     if is_adapter:
-        base = base or json.loads(adapter_config.read_text())["base_model_name_or_path"]
-        base_folder = resolve(base)
+        base_model = base_model or info.get("base_model") or json.loads(adapter_config.read_text())[
+            "base_model_name_or_path"]  # fmt: skip
+        base_folder = resolve(base_model)
     else:
         base_folder = folder
+    quantization = info.get("quantization")
+    if load_in_4bit is False:
+        quantization = None
+    elif load_in_4bit and not (quantization or {}).get("load_in_4bit"):
+        quantization = default_quantization()
+    if quantization and dtype not in (None, "auto"):
+        quantization = {**quantization, "dtype": dtype}  # training computes in the weights' dtype
+    dtype = dtype or info.get("dtype") or "auto"
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     kwargs = {"dtype": dtype if dtype == "auto" else getattr(torch, dtype)}
-    if load_in_4bit:
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16,
-        )  # fmt: skip
-        kwargs["device_map"] = {"": device}
-    model = LlavaForConditionalGeneration.from_pretrained(base_folder, **kwargs)
+    config = quantization_config(quantization)
+    if config is not None:
+        kwargs["quantization_config"] = config
+        kwargs["device_map"] = {"": device}  # quantised weights load straight onto the device
+    loaded = LlavaForConditionalGeneration.from_pretrained(base_folder, **kwargs)
     if is_adapter:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, folder)
-    if not load_in_4bit:
-        model.to(device)
+        loaded = PeftModel.from_pretrained(loaded, folder)
+    if config is None:
+        loaded.to(device)
     # Training saves the processor (with its training chat template) beside the adapter: prefer it.
-    processor_folder = folder if (folder / "processor_config.json").is_file() or (folder / "tokenizer_config.json").is_file() else base_folder  # fmt: skip
-    processor = AutoProcessor.from_pretrained(processor_folder)
+    saved_processor = any((folder / name).is_file() for name in ("processor_config.json", "tokenizer_config.json"))
+    processor = AutoProcessor.from_pretrained(folder if saved_processor else base_folder)
     ensure_training_chat_template(processor)
-    model.eval()
-    return model, processor
+    loaded.eval()
+    return loaded, processor
 
 
 def _prompt(processor, question: str) -> str:
@@ -146,68 +201,3 @@ def generate_answers(
     finally:
         tokenizer.padding_side = original_side
     return answers
-
-
-@dataclass
-class VQAItem:
-    id: str
-    image: object
-    question: str
-    answer: str
-    answer_type: str
-    # What the per-subgroup scores split by, where the dataset has it (see radtune.common.metrics.subgroups).
-    category: str | None = None
-    view: str | None = None
-    modality: str | None = None
-    image_id: str | None = None
-
-
-def _text_of(content) -> str:
-    if isinstance(content, str):
-        return content
-    return " ".join(part.get("text") or "" for part in content if part.get("type") == "text").strip()
-
-
-def _optional_text(value) -> str | None:
-    return value.strip() or None if isinstance(value, str) else None
-
-
-def vqa_items(dataset) -> list[VQAItem]:
-    """The (image, question, answer) items of a QA dataset in radtune's export format.
-
-    Rows with `question`/`answer` columns give one item each; rows that only carry `messages` give one item per
-    user/assistant turn pair (multi-turn conversations are evaluated turn by turn, each with the image). An item's
-    id is the row's `qa_id` when it has one (the export's `id` is the image's, shared by all its questions; it
-    becomes `image_id`), and `category`, `view` and `modality` are kept where the row has them.
-    """
-    items: list[VQAItem] = []
-    columns = set(dataset.column_names)
-    has_qa = {"question", "answer"} <= columns
-    for index, row in enumerate(dataset):
-        image_id = None if row.get("id") is None else str(row["id"])
-        row_id = str(row["qa_id"]) if row.get("qa_id") else (image_id or str(index))
-        images = row.get("images") or ([row["image"]] if row.get("image") is not None else [])
-        if not images:
-            raise ValueError(f"row {row_id} has no image")
-        answer_type = str(row.get("answer_type") or "open").lower()
-        view, modality = _optional_text(row.get("view")), _optional_text(row.get("modality"))
-        if has_qa and isinstance(row["question"], str):
-            items.append(VQAItem(row_id, images[0], row["question"], str(row["answer"]), answer_type,
-                                 _optional_text(row.get("category")), view, modality, image_id))  # fmt: skip
-            continue
-        messages = row.get("messages")
-        if not messages:
-            raise ValueError(f"row {row_id} has neither question/answer columns nor messages")
-        answer_types = row.get("answer_type") if isinstance(row.get("answer_type"), list) else None
-        categories = row.get("category") if isinstance(row.get("category"), list) else None
-        turn = 0
-        for user, assistant in zip(messages[::2], messages[1::2], strict=False):  # a last unanswered turn is left out
-            if user["role"] != "user" or assistant["role"] != "assistant":
-                raise ValueError(f"row {row_id}: messages must alternate user/assistant")
-            kind = str(answer_types[turn]).lower() if answer_types else answer_type
-            category = categories[turn] if categories and turn < len(categories) else row.get("category")
-            items.append(VQAItem(f"{row_id}-{turn}", images[0], _text_of(user["content"]),
-                                 _text_of(assistant["content"]), kind, _optional_text(category), view, modality,
-                                 image_id))  # fmt: skip
-            turn += 1
-    return items

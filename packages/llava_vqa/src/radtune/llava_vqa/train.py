@@ -1,14 +1,12 @@
 """Fine-tune LLaVA-1.5 for medical visual question answering with TRL's SFTTrainer, LoRA or QLoRA.
 
-The dataset is a folder or Hub repo in radtune's QA export format (`radtune data qa … --generator rules|openai`):
-rows of `messages` (user turn: image + question; assistant turn: answer) and `images`. The loss is on the
-assistant's answer and its end-of-turn token only (TRL's `assistant_only_loss` with a chat template carrying
-`{% generation %}` markers); image tokens are never truncated (`max_length=None`).
-
+```bash
+python -m radtune.llava_vqa.train --config packages/llava_vqa/recipes/slake.yaml --learning_rate 1e-4
+```
 One GPU:
 ```bash
 accelerate launch -m radtune.llava_vqa.train --config packages/llava_vqa/recipes/chexpert_plus_qa.yaml
-# or, with the shipped accelerate config resolved by name:
+# or, with the shipped accelerate config resolved by name (launcher flags before `--`, training flags after):
 radtune vqa train --accelerate-config single_gpu -- --config packages/llava_vqa/recipes/slake.yaml
 ```
 Several GPUs (DDP, FSDP, DeepSpeed ZeRO-2/3 with the shipped configs):
@@ -18,24 +16,31 @@ radtune vqa train --accelerate-config fsdp -- --config packages/llava_vqa/recipe
 radtune vqa train --accelerate-config zero2 -- --config packages/llava_vqa/recipes/vqa_rad.yaml
 radtune vqa train --accelerate-config zero3 -- --config packages/llava_vqa/recipes/vqa_rad.yaml   # not with QLoRA
 ```
-QLoRA (nf4, double quantisation, bf16 compute): add `--load_in_4bit`. CPU smoke test with a tiny model:
+QLoRA (nf4, double quantisation, compute in `dtype`): add `--load_in_4bit true`; `run_info.json` records it and
+`radtune vqa evaluate|predict|merge` load the base model the same way. CPU smoke test with a tiny model:
 ```bash
 radtune tiny llava runs/tiny-llava
 python -m radtune.llava_vqa.train --config packages/llava_vqa/recipes/phantom_cpu.yaml
 radtune vqa train --cpu --num-processes 2 -- --config packages/llava_vqa/recipes/phantom_cpu.yaml   # DDP, gloo
 ```
+The dataset is a folder or Hub repo in radtune's QA export format (`radtune data qa … --generator rules|openai`):
+rows of `messages` (user turn: image + question; assistant turn: answer) and `images`. The loss is on the
+assistant's answer and its end-of-turn token only (TRL's `assistant_only_loss` with a chat template carrying
+`{% generation %}` markers); image tokens are never truncated (`max_length=None`). After training, the test split
+is answered and scored by `radtune.llava_vqa.evaluation.evaluate_vqa`, the evaluator of `radtune vqa evaluate`,
+with the same defaults (blank/noise image ablation and majority-answer baseline included).
 """
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass, field
 
 from transformers.trainer_utils import SaveStrategy
 from trl import ModelConfig, SFTConfig
 
-from radtune.common.generation_eval import VQA_LOGGED, generation_eval_samples_field
+from radtune.common.generation_eval import GENERATION_EVAL_SAMPLES
+from radtune.common.run import GenerationRunArguments
+from radtune.llava_vqa.evaluation import BATCH_SIZE, MAX_NEW_TOKENS
 
 # LoRA on the language model's linear layers only: the vision tower and the projector stay frozen (LLaMA-Factory
 # users hit `lora_target: all` silently adapting vision blocks).
@@ -44,32 +49,28 @@ VISION_TOWER_LORA_TARGET = r".*vision_tower.*\.(q_proj|k_proj|v_proj|out_proj|fc
 
 
 @dataclass
-class ScriptArguments:
-    dataset_name: str = field(
-        default=None, metadata={"help": "QA dataset: a folder written by `radtune data qa` or a Hub repo id."}
-    )
-    dataset_train_split: str = field(default="train", metadata={"help": "Split to train on."})
-    dataset_test_split: str = field(
-        default="test", metadata={"help": "Split evaluated after training (skipped when absent)."}
-    )
-    dataset_eval_split: str = field(
-        default="validation",
-        metadata={"help": "Split evaluated during training (eval_strategy steps/epoch): eval loss and VQA metrics of "
-                  "generated answers. When absent, dataset_test_split is used (with a warning)."},
+class ScriptArguments(GenerationRunArguments):
+    """The data and evaluation arguments of a LLaVA VQA run (`RunArguments`' dataset, splits and limits, plus
+    LLaVA's own)."""
+
+    generation_eval_samples: int = field(
+        default=GENERATION_EVAL_SAMPLES,
+        metadata={"help": "At each evaluation during training, answer the questions of the first N rows of the eval "
+                  "split and log eval_strict_closed_accuracy, eval_strict_open_recall, eval_llava_med_closed_accuracy,"
+                  " … (usable as metric_for_best_model, e.g. strict_closed_accuracy); 0: eval loss only."},
     )  # fmt: skip
-    generation_eval_samples: int = generation_eval_samples_field("answer", *VQA_LOGGED)
-    max_train_samples: int | None = field(default=None, metadata={"help": "Train on the first N rows only."})
-    max_eval_samples: int | None = field(
-        default=None, metadata={"help": "Evaluate on the first N QA items of the test split only."}
-    )
-    eval_after_training: bool = field(
-        default=True, metadata={"help": "Generate answers for the test split and write metrics at the end."}
+    max_new_tokens: int = field(
+        default=MAX_NEW_TOKENS,
+        metadata={"help": "Longest generated answer, in tokens (evaluation during training and the final one)."},
     )
     eval_ablation: bool = field(
-        default=False, metadata={"help": "Also evaluate with blank and noise images (does the model use the image?)."}
+        default=True,
+        metadata={"help": "The final evaluation also answers with blank and noise images and says whether the model "
+                  "ignores the image (as `radtune vqa evaluate` does); false: real images only."},
+    )  # fmt: skip
+    eval_batch_size: int = field(
+        default=BATCH_SIZE, metadata={"help": "Questions per generation call in the final evaluation."}
     )
-    eval_batch_size: int = field(default=8, metadata={"help": "Batch size of the final evaluation's generation."})
-    max_new_tokens: int = field(default=32, metadata={"help": "Longest generated answer in the final evaluation."})
     train_vision_tower: bool = field(
         default=False, metadata={"help": "Also adapt the vision tower (LoRA on its attention/MLP layers)."}
     )
@@ -81,14 +82,9 @@ class ScriptArguments:
     )
 
     def __post_init__(self):
-        if not self.dataset_name:
-            raise ValueError("dataset_name is required: a folder written by `radtune data qa` or a Hub repo id")
-        for name in ("max_train_samples", "max_eval_samples"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ValueError(f"{name} must be positive, got {value}")
-        if self.generation_eval_samples < 0:
-            raise ValueError(f"generation_eval_samples must be >= 0 (0 disables), got {self.generation_eval_samples}")
+        super().__post_init__()
+        if self.eval_batch_size <= 0:
+            raise ValueError(f"eval_batch_size must be positive, got {self.eval_batch_size}")
 
 
 @dataclass
@@ -124,13 +120,21 @@ class LlavaSFTConfig(SFTConfig):
     output_dir: str | None = field(default="runs/llava-vqa", metadata={"help": "Where the adapter and logs go."})
 
 
+EXAMPLE = """accelerate launch -m radtune.llava_vqa.train --config packages/llava_vqa/recipes/slake.yaml [--field value …]
+radtune vqa train --accelerate-config single_gpu -- --config packages/llava_vqa/recipes/slake.yaml [--field value …]
+python -m radtune.llava_vqa.train --config packages/llava_vqa/recipes/phantom_cpu.yaml   (CPU, one process)"""
+
+
 def make_parser(prog: str | None = "radtune.llava_vqa.train"):
+    """The `TrlParser` of `ScriptArguments`, `LlavaSFTConfig` and `LlavaModelConfig` (`--config recipe.yaml`)."""
     from radtune.common.config import make_parser as make_trl_parser
 
-    return make_trl_parser([ScriptArguments, LlavaSFTConfig, LlavaModelConfig], prog=prog)
+    return make_trl_parser([ScriptArguments, LlavaSFTConfig, LlavaModelConfig], prog=prog, example=EXAMPLE)
 
 
-def _peft_config(script_args: ScriptArguments, model_args: LlavaModelConfig):
+def lora_config(script_args: ScriptArguments, model_args: LlavaModelConfig):
+    """The `peft.LoraConfig` of a run: the language model's linear layers (plus the vision tower's with
+    `train_vision_tower`, the projector trained fully with `train_projector`), or `lora_target_modules`."""
     from peft import LoraConfig
 
     if model_args.lora_target_modules:
@@ -154,7 +158,8 @@ def _peft_config(script_args: ScriptArguments, model_args: LlavaModelConfig):
     )
 
 
-def _device_map(training_args) -> dict:
+def device_map(training_args) -> dict:
+    """Where a quantised model loads: this process's own GPU, or the CPU (`use_cpu`, or no CUDA)."""
     import torch
     from accelerate import PartialState
 
@@ -163,24 +168,21 @@ def _device_map(training_args) -> dict:
     return {"": "cpu"}
 
 
-def _resume_value(value: str | None):
-    if value is None or str(value).lower() in ("", "false", "none"):
-        return None
-    return True if str(value).lower() in ("true", "last") else value
-
-
 def build_trainer(script_args: ScriptArguments, training_args: LlavaSFTConfig, model_args: LlavaModelConfig):
     """The model, processor, data and `SFTTrainer` of a run, ready to `train()`.
 
     Returns:
-        `(trainer, dataset)`: the trainer and the whole `DatasetDict` (for the final evaluation).
+        `(trainer, splits)`: the `VQASFTTrainer` and the run's `radtune.common.run.RunSplits` (`splits.test` is
+        what the final evaluation answers).
+
+    Raises:
+        `ValueError`: a missing split or `messages` column (see `radtune.common.run.load_run_splits`).
     """
     import torch
     from transformers import AutoProcessor, LlavaForConditionalGeneration
     from trl import get_quantization_config
 
-    from radtune.common.datasets_io import load_dataset_any
-    from radtune.common.generation_eval import choose_eval_split
+    from radtune.common.run import load_run_splits
     from radtune.llava_vqa.inference import ensure_training_chat_template, resolve
     from radtune.llava_vqa.trainer import VQASFTTrainer, vqa_generation_eval
 
@@ -196,113 +198,89 @@ def build_trainer(script_args: ScriptArguments, training_args: LlavaSFTConfig, m
         attn_implementation=model_args.attn_implementation,
         quantization_config=quantization_config,
         # Quantised weights load straight onto each process's own device.
-        device_map=_device_map(training_args) if quantization_config is not None else None,
+        device_map=device_map(training_args) if quantization_config is not None else None,
     )
-    peft_config = _peft_config(script_args, model_args) if model_args.use_peft else None
+    peft_config = lora_config(script_args, model_args) if model_args.use_peft else None
     if peft_config is None:
         # Full fine-tuning of the language model; the vision tower and projector follow the flags.
         model.model.vision_tower.requires_grad_(script_args.train_vision_tower)
         model.model.multi_modal_projector.requires_grad_(script_args.train_projector)
 
     # Data
-    dataset = load_dataset_any(script_args.dataset_name)
-    if script_args.dataset_train_split not in dataset:
-        raise ValueError(f"split {script_args.dataset_train_split!r} not in {script_args.dataset_name}: {list(dataset)}")
-    train_dataset = dataset[script_args.dataset_train_split]
-    if script_args.max_train_samples:
-        train_dataset = train_dataset.select(range(min(script_args.max_train_samples, len(train_dataset))))
-    if "messages" not in train_dataset.column_names:
-        raise ValueError(
-            f"{script_args.dataset_name} has no `messages` column (columns: {train_dataset.column_names}); "
-            "export it with `radtune data qa`"
-        )
-    eval_dataset = generation_eval = None
-    if training_args.eval_strategy != "no":
-        eval_split = choose_eval_split(dataset, script_args.dataset_eval_split, script_args.dataset_test_split)
-        if eval_split is None:
-            raise ValueError(f"eval_strategy needs the dataset_eval_split or dataset_test_split split; "
-                             f"{script_args.dataset_name} has {list(dataset)}")  # fmt: skip
-        eval_dataset = dataset[eval_split]
-        if script_args.generation_eval_samples:
-            generation_eval = vqa_generation_eval(processor, eval_dataset, script_args.generation_eval_samples,
-                                                  training_args.per_device_eval_batch_size, script_args.max_new_tokens)  # fmt: skip
+    splits = load_run_splits(script_args, training_args, required_columns=("messages",))
+    generation_eval = None
+    if splits.eval is not None and script_args.generation_eval_samples:
+        generation_eval = vqa_generation_eval(processor, splits.eval, script_args.generation_eval_samples,
+                                              training_args.per_device_eval_batch_size, script_args.max_new_tokens,
+                                              script_args.image_column)  # fmt: skip
     trainer = VQASFTTrainer(
         model=model,
         args=training_args,
-        train_dataset=train_dataset,
-        eval_dataset=eval_dataset,
+        train_dataset=splits.train,
+        eval_dataset=splits.eval,
         processing_class=processor,
         peft_config=peft_config,
         generation_eval=generation_eval,
     )
-    return trainer, dataset
+    return trainer, splits
 
 
 def main(script_args: ScriptArguments, training_args: LlavaSFTConfig, model_args: LlavaModelConfig) -> dict:
-    """Train, save, evaluate and (optionally) publish; returns `{"train": metrics, "test": metrics}`."""
-    # radtune publishes once, at the end, privately by default and with its model card: not the Trainer's
-    # push of every checkpoint.
-    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
-    trainer, dataset = build_trainer(script_args, training_args, model_args)
+    """Train, save, evaluate the test split and (optionally) publish; returns `{"train": metrics, "test": report}`
+    (`"test"`: what `metrics.json` holds, absent when the final evaluation is off or there is no test split)."""
+    from radtune.common.run import (
+        finish_run,
+        hub_datasets,
+        log_test_metrics,
+        publish_run,
+        quantization_info,
+        resume_checkpoint,
+        run_info,
+        take_push_request,
+    )
+    from radtune.llava_vqa.chat_template import LLAVA_CHAT_TEMPLATE
+    from radtune.llava_vqa.evaluation import evaluate_vqa
+
+    push = take_push_request(training_args)
+    trainer, splits = build_trainer(script_args, training_args, model_args)
     processor = trainer.processing_class
-    train_dataset = trainer.train_dataset
+    base_model = model_args.model_name_or_path
 
     # Train
-    train_result = trainer.train(resume_from_checkpoint=_resume_value(training_args.resume_from_checkpoint))
-    trainer.save_model(training_args.output_dir)
-    metrics = dict(train_result.metrics)
-    metrics["train_samples"] = len(train_dataset)
-    metrics["num_processes"] = trainer.accelerator.num_processes
-    trainer.log_metrics("train", metrics)
-    trainer.save_metrics("train", metrics)
-    trainer.save_state()
-    if trainer.accelerator.is_main_process:
-        from radtune.common.plots import plot_loss_curve
-
-        processor.save_pretrained(training_args.output_dir)
-        plot_loss_curve(trainer.state.log_history, os.path.join(training_args.output_dir, "loss_curve.png"),
-                        title=f"LLaVA VQA — {script_args.dataset_name}")  # fmt: skip
-        with open(os.path.join(training_args.output_dir, "run_info.json"), "w") as file:
-            json.dump({"num_processes": trainer.accelerator.num_processes,
-                       "world_size_env": os.environ.get("WORLD_SIZE"),
-                       "dataset": script_args.dataset_name, "base_model": model_args.model_name_or_path}, file)  # fmt: skip
+    train_result = trainer.train(resume_from_checkpoint=resume_checkpoint(training_args))
+    info = run_info(
+        "vqa", script_args, training_args, base_model,
+        eval_split=splits.eval_split, max_train_samples=script_args.max_train_samples,
+        max_eval_samples=script_args.max_eval_samples, quantization=quantization_info(model_args),
+        use_peft=model_args.use_peft, dtype=model_args.dtype, max_new_tokens=script_args.max_new_tokens,
+        processor=script_args.processor_name_or_path or base_model,
+        chat_template="radtune" if processor.chat_template == LLAVA_CHAT_TEMPLATE else "model",
+    )  # fmt: skip
+    title = f"LLaVA VQA — {script_args.dataset_name}"
+    results = {"train": finish_run(trainer, train_result, info=info, processors=[processor], title=title)}
 
     # Evaluate
-    results = {"train": metrics}
-    test_split = script_args.dataset_test_split
-    if script_args.eval_after_training and test_split in dataset and trainer.accelerator.is_main_process:
-        from radtune.llava_vqa.evaluation import evaluate_vqa
-
-        eval_model = trainer.model
-        eval_model.eval()
+    if splits.test is not None and trainer.is_world_process_zero():
+        trainer.model.eval()
         results["test"] = evaluate_vqa(
-            eval_model, processor, dataset[test_split], training_args.output_dir,
+            trainer.model, processor, splits.test, training_args.output_dir,
+            train_dataset=splits.dataset[script_args.dataset_train_split], ablation=script_args.eval_ablation,
             batch_size=script_args.eval_batch_size, max_new_tokens=script_args.max_new_tokens,
-            max_samples=script_args.max_eval_samples, baseline_dataset=trainer.train_dataset,
-            ablation=script_args.eval_ablation, seed=training_args.seed,
-            meta={"model": training_args.output_dir, "dataset": script_args.dataset_name, "split": test_split,
-                  "seed": training_args.seed, "base_model": model_args.model_name_or_path},
+            seed=training_args.seed, image_column=script_args.image_column,
+            meta={"model": training_args.output_dir, "dataset": script_args.dataset_name, "split": splits.test_split,
+                  "base_model": base_model},
         )  # fmt: skip
+        log_test_metrics(trainer, results["test"]["metrics"])
 
     # Publish
-    if trainer.accelerator.is_main_process:
-        from radtune.common.hub import push_folder
-        from radtune.common.model_card import build_model_card, is_hub_id
-
-        repo_id = training_args.hub_model_id or os.path.basename(os.path.normpath(training_args.output_dir))
-        datasets = [script_args.dataset_name] if is_hub_id(script_args.dataset_name) else None
-        build_model_card(training_args.output_dir, repo_id, base_model=model_args.model_name_or_path,
-                         datasets=datasets, tags=["llava", "vqa"]).save(os.path.join(training_args.output_dir, "README.md"))  # fmt: skip
-        if push_to_hub:
-            private = True if training_args.hub_private_repo is None else training_args.hub_private_repo
-            result = push_folder(training_args.output_dir, repo_id, private=private, datasets=datasets,
-                                 base_model=model_args.model_name_or_path, tags=["llava", "vqa"])  # fmt: skip
-            trainer.accelerator.print(f"pushed the adapter to {result.repo_url} (private: {result.private})")
+    if trainer.is_world_process_zero():
+        publish_run(training_args.output_dir, push, base_model=base_model,
+                    datasets=hub_datasets(script_args.dataset_name), tags=["llava", "vqa"])  # fmt: skip
     trainer.accelerator.wait_for_everyone()
     return results
 
 
 if __name__ == "__main__":
-    from radtune.common.config import parse_args_and_config
+    from radtune.common.config import run_main
 
-    main(*parse_args_and_config(make_parser()))
+    run_main(main, make_parser)

@@ -18,8 +18,8 @@ class VQASFTTrainer(GenerationEvalMixin, SFTTrainer):
     """`SFTTrainer` + `generation_eval=GenerationEval(...)` (see `vqa_generation_eval`)."""
 
 
-def vqa_generation_eval(processor, dataset, max_samples: int = 64, batch_size: int = 8,
-                        max_new_tokens: int = 32) -> GenerationEval:  # fmt: skip
+def vqa_generation_eval(processor, dataset, max_samples: int = 64, batch_size: int = 8, max_new_tokens: int = 32,
+                        image_column: str = "image") -> GenerationEval:  # fmt: skip
     """The `GenerationEval` of a QA split in radtune's export format: answers scored with `vqa_metrics`.
 
     Args:
@@ -29,12 +29,14 @@ def vqa_generation_eval(processor, dataset, max_samples: int = 64, batch_size: i
             per turn).
         batch_size (`int`, *optional*, defaults to `8`): rows per generation call.
         max_new_tokens (`int`, *optional*, defaults to `32`): longest answer.
+        image_column (`str`, *optional*, defaults to `"image"`): the image column, else the first of `images`.
     """
     from radtune.common.metrics.vqa import vqa_metrics
-    from radtune.llava_vqa.inference import generate_answers, vqa_items
+    from radtune.common.vqa_evaluation import vqa_items
+    from radtune.llava_vqa.inference import generate_answers
 
     def generate(model, rows) -> list[list[tuple[str, str, str]]]:
-        per_row = [vqa_items(rows.select([index])) for index in range(len(rows))]
+        per_row = [vqa_items(rows.select([index]), image_column) for index in range(len(rows))]
         items = [item for row_items in per_row for item in row_items]
         answers = iter(generate_answers(model, processor, [item.image for item in items],
                                         [item.question for item in items], batch_size=max(len(items), 1),

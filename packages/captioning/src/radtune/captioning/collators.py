@@ -1,10 +1,11 @@
-"""Batch collators shared by the image-to-text trainers.
+"""Batch collators of the captioning and BLIP VQA trainers, and the image reading they share with inference.
 
 `CaptioningCollator` turns dataset rows (an image and one or more text fields) into a batch for an
 image-to-text model: the images go through the model's image processor, the texts are tokenised and padded to
 the longest text *of the batch* (not to a fixed `max_length`), and the labels are the padded ids with every
 padding position set to -100, so the loss never trains the model to emit padding. Masking follows the attention
 mask, not the pad id, so a tokenizer whose pad token is its EOS token (GPT-2) still learns to stop.
+`BlipVQACollator` does the same for question/answer rows of `BlipForQuestionAnswering`.
 
 Nothing heavy is imported at module level.
 """
@@ -18,39 +19,39 @@ from typing import Any
 IGNORE_INDEX = -100
 
 
-def row_text(row: dict, fields: str | Sequence[str]) -> str:
-    """The text of `row` in `fields`: one column, or several joined by a space (empty or missing ones skipped).
+def row_text(row: dict, columns: str | Sequence[str]) -> str:
+    """The text of `row` in `columns`: one column, or several joined by a space (empty or missing ones skipped).
 
     Args:
         row (`dict`): a dataset row.
-        fields (`str` or `Sequence[str]`): a column name, or column names to join in order
+        columns (`str` or `Sequence[str]`): a column name, or column names to join in order
             (e.g. `("findings", "impression")` for a whole report).
     """
-    names = [fields] if isinstance(fields, str) else list(fields)
+    names = [columns] if isinstance(columns, str) else list(columns)
     parts = [str(row[name]).strip() for name in names if row.get(name) is not None]
     return " ".join(part for part in parts if part)
 
 
-def row_image(row: dict, field: str = "image"):
-    """The image value of `row`: the `field` column, else the first of an `images` list column.
+def row_image(row: dict, column: str = "image"):
+    """The image value of `row`: the `column` column, else the first of an `images` list column.
 
     The value is what the dataset holds (a PIL image, or datasets' undecoded `{"bytes", "path"}` when the column
     was cast with `Image(decode=False)`, see `undecoded_images`); `image_pixel_values` opens any of them.
     """
-    if field in row and row[field] is not None:
-        return row[field]
+    if column in row and row[column] is not None:
+        return row[column]
     if row.get("images"):
         return row["images"][0]
-    raise KeyError(f"row has no image: no {field!r} column and no non-empty 'images' column")
+    raise KeyError(f"row has no image: no {column!r} column and no non-empty 'images' column")
 
 
-def undecoded_images(dataset, field: str = "image"):
-    """`dataset` with its `field` Image column left undecoded, so `image_pixel_values` can decode JPEGs at reduced
+def undecoded_images(dataset, column: str = "image"):
+    """`dataset` with its `column` Image column left undecoded, so `image_pixel_values` can decode JPEGs at reduced
     scale (`draft`) instead of datasets decoding every image at full size. Other datasets come back unchanged."""
     from datasets import Image
 
-    if isinstance(dataset.features.get(field), Image) and dataset.features[field].decode:
-        return dataset.cast_column(field, Image(decode=False))
+    if isinstance(dataset.features.get(column), Image) and dataset.features[column].decode:
+        return dataset.cast_column(column, Image(decode=False))
     return dataset
 
 
@@ -130,9 +131,9 @@ class CaptioningCollator:
     Args:
         image_processor: the model's image processor.
         tokenizer: the model's tokenizer (its pad token must be set).
-        text_field (`str` or `Sequence[str]`, *optional*, defaults to `"text"`): the caption column, or several
+        text_column (`str` or `Sequence[str]`, *optional*, defaults to `"text"`): the caption column, or several
             columns joined by a space (see `row_text`).
-        image_field (`str`, *optional*, defaults to `"image"`): the image column (an `images` list column is the
+        image_column (`str`, *optional*, defaults to `"image"`): the image column (an `images` list column is the
             fallback).
         max_length (`int`, *optional*, defaults to `128`): captions longer than this (in tokens) are truncated.
         append_eos (`bool`, *optional*, defaults to `False`): add the tokenizer's EOS token to every caption, for
@@ -149,8 +150,8 @@ class CaptioningCollator:
 
     image_processor: Any
     tokenizer: Any
-    text_field: str | Sequence[str] = "text"
-    image_field: str = "image"
+    text_column: str | Sequence[str] = "text"
+    image_column: str = "image"
     max_length: int | None = 128
     append_eos: bool = False
     text_inputs: bool = False
@@ -163,13 +164,13 @@ class CaptioningCollator:
             raise ValueError("append_eos=True but the tokenizer has no EOS token")
 
     def texts(self, rows: Sequence[dict]) -> list[str]:
-        texts = [row_text(row, self.text_field) for row in rows]
+        texts = [row_text(row, self.text_column) for row in rows]
         if self.append_eos:
             texts = [text + self.tokenizer.eos_token for text in texts]
         return texts
 
     def __call__(self, rows: Sequence[dict]) -> dict:
-        pixel_values = image_pixel_values([row_image(row, self.image_field) for row in rows], self.image_processor)
+        pixel_values = image_pixel_values([row_image(row, self.image_column) for row in rows], self.image_processor)
         encoded = self.tokenizer(
             self.texts(rows),
             padding="longest",
@@ -190,3 +191,39 @@ class CaptioningCollator:
             batch["input_ids"] = input_ids
             batch["attention_mask"] = attention_mask
         return batch
+
+
+@dataclass
+class BlipVQACollator:
+    """Collate rows of image, question and answer for `BlipForQuestionAnswering`.
+
+    Returns `pixel_values`, the question as `input_ids`/`attention_mask`, the answer as `decoder_input_ids`/
+    `decoder_attention_mask` (first token replaced by the decoder start token), and `labels`: the answer ids with
+    padding set to -100 (BLIP would otherwise use the labels as decoder inputs, and -100 is no token id).
+    """
+
+    image_processor: Any
+    tokenizer: Any
+    decoder_start_token_id: int
+    image_column: str = "image"
+    max_question_length: int = 64
+    max_answer_length: int = 32
+
+    def _encode(self, texts: list[str], max_length: int):
+        return self.tokenizer(texts, padding="longest", padding_side="right", truncation=True, max_length=max_length,
+                              return_tensors="pt")  # fmt: skip
+
+    def __call__(self, rows: Sequence[dict]) -> dict:
+        pixel_values = image_pixel_values([row_image(row, self.image_column) for row in rows], self.image_processor)
+        questions = self._encode([str(row["question"]) for row in rows], self.max_question_length)
+        answers = self._encode([str(row["answer"]) for row in rows], self.max_answer_length)
+        answer_ids = answers["input_ids"]
+        answer_ids[:, 0] = self.decoder_start_token_id
+        return {
+            "pixel_values": pixel_values,
+            "input_ids": questions["input_ids"],
+            "attention_mask": questions["attention_mask"],
+            "decoder_input_ids": answer_ids,
+            "decoder_attention_mask": answers["attention_mask"],
+            "labels": pad_labels(answer_ids, answers["attention_mask"]),
+        }
