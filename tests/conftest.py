@@ -95,3 +95,56 @@ def lora_step():
         assert changed <= trainable, f"frozen weights changed: {sorted(changed - trainable)[:5]}"
 
     return step
+
+
+@pytest.fixture(scope="session")
+def fresh_cli():
+    """`fresh_cli(*args)`: run `radtune ARGS` through click in a fresh interpreter (the test process has torch and
+    the task packages loaded already) and return `(exit_code, output, loaded)`, `loaded` being every module whose
+    top-level package is torch, transformers, tokenizers, datasets, trl, peft or accelerate, or that belongs to a task
+    package."""
+    import json
+    import subprocess
+
+    code = (
+        "import sys, json\n"
+        "from click.testing import CliRunner\n"
+        "from radtune.common.cli import cli\n"
+        "result = CliRunner().invoke(cli, sys.argv[1:])\n"
+        "heavy = ('torch', 'transformers', 'tokenizers', 'datasets', 'trl', 'peft', 'accelerate')\n"
+        "tasks = ('radtune.llava_vqa', 'radtune.captioning', 'radtune.contrastive')\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in heavy or m.startswith(tasks))\n"
+        "print(json.dumps({'code': result.exit_code, 'output': result.output, 'loaded': loaded}))\n"
+    )
+
+    def run(*args: str) -> tuple[int, str, list[str]]:
+        completed = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True)
+        report = json.loads(completed.stdout.strip().splitlines()[-1])
+        return report["code"], report["output"], report["loaded"]
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def generation_spies():
+    """`spy(trainer)` → `(generated, returned)`: the rows of each generation call the trainer's `generation_eval`
+    makes, and for each batch of the Trainer's own eval loop whether it returned predictions (logits or ids)."""
+
+    def spy(trainer) -> tuple[list[int], list[bool]]:
+        generated: list[int] = []
+        returned: list[bool] = []
+        generate, prediction_step = trainer.generation_eval.generate, trainer.prediction_step
+
+        def recording_generate(model, rows):
+            generated.append(len(rows))
+            return generate(model, rows)
+
+        def recording_step(*args, **kwargs):
+            loss, predictions, labels = prediction_step(*args, **kwargs)
+            returned.append(predictions is not None)
+            return loss, predictions, labels
+
+        trainer.generation_eval.generate, trainer.prediction_step = recording_generate, recording_step
+        return generated, returned
+
+    return spy

@@ -15,51 +15,18 @@ FAST = ["--use_cpu", "--report_to", "none", "--dataloader_num_workers", "0", "--
         "--logging_steps", "1", "--max_new_tokens", "6", "--learning_rate", "5e-3", "--save_strategy", "no"]  # fmt: skip
 
 
-@pytest.fixture
-def spies(monkeypatch):
-    """Rows per generation call, and whether each batch of the Trainer's eval loop returned predictions."""
-    from radtune.captioning import trainer as trainer_module
-
-    generated: list[int] = []
-    returned_predictions: list[bool] = []
-
-    def with_spy(make_spec):
-        def spec_with_spy(*args, **kwargs):
-            spec = make_spec(*args, **kwargs)
-            generate = spec.generate
-
-            def recording(model, rows):
-                generated.append(len(rows))
-                return generate(model, rows)
-
-            spec.generate = recording
-            return spec
-
-        return spec_with_spy
-
-    prediction_step = trainer_module.GenerationTrainer.prediction_step
-
-    def recording_step(self, *args, **kwargs):
-        loss, predictions, labels = prediction_step(self, *args, **kwargs)
-        returned_predictions.append(predictions is not None)
-        return loss, predictions, labels
-
-    for name in ("captioning_generation_eval", "blip_vqa_generation_eval"):
-        monkeypatch.setattr(trainer_module, name, with_spy(getattr(trainer_module, name)))
-    monkeypatch.setattr(trainer_module.GenerationTrainer, "prediction_step", recording_step)
-    return generated, returned_predictions
-
-
-def test_caption_metrics_are_logged_each_eval_step_and_pick_the_best(tmp_path, tiny_model, caption_dataset, spies):
+def test_caption_metrics_are_logged_each_eval_step_and_pick_the_best(tmp_path, tiny_model, caption_dataset,
+                                                                     generation_spies):  # fmt: skip
     from radtune.captioning import train
 
-    generated, returned_predictions = spies
     args = ["--architecture", "vit-gpt2", "--model_name_or_path", str(tiny_model("vit-gpt2")), "--dataset_name",
             str(caption_dataset), "--output_dir", str(tmp_path), "--use_peft", "--lora_r", "4", "--lora_alpha", "8",
             "--max_steps", "4", "--eval_strategy", "steps", "--eval_steps", "2", "--generation_eval_samples", "3",
             "--per_device_eval_batch_size", "2", "--metric_for_best_model", "cider", "--meteor", "false",
             "--eval_after_training", "false", *FAST]  # fmt: skip
-    trainer = train.main(*parse_args_and_config(train.make_parser(), args))
+    trainer, _ = train.build_trainer(*parse_args_and_config(train.make_parser(), args))
+    generated, returned_predictions = generation_spies(trainer)
+    trainer.train()
 
     evals = [row for row in trainer.state.log_history if "eval_cider" in row]
     assert [row["step"] for row in evals] == [2, 4]
@@ -73,17 +40,18 @@ def test_caption_metrics_are_logged_each_eval_step_and_pick_the_best(tmp_path, t
     assert trainer.state.best_metric == max(row["eval_cider"] for row in evals)
 
 
-def test_blip_vqa_logs_vqa_metrics_of_a_bounded_subset(tmp_path, tiny_model, vqa_dataset, spies):
+def test_blip_vqa_logs_vqa_metrics_of_a_bounded_subset(tmp_path, tiny_model, vqa_dataset, generation_spies):
     from radtune.captioning import train_vqa
 
-    generated, returned_predictions = spies
     # The dataset has no validation split: the test split (4 rows) is evaluated, with a warning.
     args = ["--model_name_or_path", str(tiny_model("blip-vqa")), "--dataset_name", str(vqa_dataset),
             "--output_dir", str(tmp_path), "--max_steps", "2", "--eval_strategy", "steps", "--eval_steps", "2",
             "--generation_eval_samples", "3", "--per_device_eval_batch_size", "4",
             "--metric_for_best_model", "strict_closed_accuracy", *FAST]  # fmt: skip
     with pytest.warns(UserWarning, match="test split"):
-        trainer = train_vqa.main(*parse_args_and_config(train_vqa.make_parser(), args))
+        trainer, _ = train_vqa.build_trainer(*parse_args_and_config(train_vqa.make_parser(), args))
+    generated, returned_predictions = generation_spies(trainer)
+    trainer.train()
     (row,) = [row for row in trainer.state.log_history if "eval_strict_closed_accuracy" in row]
     assert 0.0 <= row["eval_strict_closed_accuracy"] <= 1.0
     assert row["eval_n_closed"] + row["eval_n_open"] == 3 and generated == [3]

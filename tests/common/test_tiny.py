@@ -5,9 +5,6 @@ own kinds (tests/<task>/test_*_tiny.py)."""
 from __future__ import annotations
 
 import inspect
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -84,21 +81,10 @@ def test_a_kind_whose_package_is_missing_names_the_distribution_to_install(tmp_p
     assert _listed_kinds(result.output) == {kind: name for kind, name in SHIPPED_KINDS.items() if kind != "llava"}
 
 
-def test_tiny_help_lists_the_installed_kinds_without_importing_torch_or_a_task_package():
-    # A fresh interpreter: the test process itself has torch and the task packages loaded already.
-    code = (
-        "import sys, json\n"
-        "from click.testing import CliRunner\n"
-        "from radtune.common.cli import cli\n"
-        "result = CliRunner().invoke(cli, ['tiny', '--help'])\n"
-        "loaded = [m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'tokenizers')\n"
-        "          or m.startswith(('radtune.llava_vqa', 'radtune.captioning', 'radtune.contrastive'))]\n"
-        "print(json.dumps({'code': result.exit_code, 'output': result.output, 'loaded': loaded}))\n"
-    )
-    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    report = json.loads(completed.stdout.strip().splitlines()[-1])
-    assert report["code"] == 0 and report["loaded"] == []
-    assert _listed_kinds(report["output"]) == SHIPPED_KINDS
+def test_tiny_help_lists_the_installed_kinds_without_importing_torch_or_a_task_package(fresh_cli):
+    code, output, loaded = fresh_cli("tiny", "--help")
+    assert code == 0 and loaded == []
+    assert _listed_kinds(output) == SHIPPED_KINDS
 
 
 def test_tiny_cli_writes_loadable_folder_and_rejects_bad_input(tmp_path):

@@ -11,37 +11,9 @@ from radtune.common.config import parse_args_and_config
 from radtune.llava_vqa.train import build_trainer, make_parser
 
 
-def _spy_generation(trainer) -> list[int]:
-    """Record how many rows each generation call gets."""
-    sizes: list[int] = []
-    spec = trainer.generation_eval
-    generate = spec.generate
-
-    def recording(model, rows):
-        sizes.append(len(rows))
-        return generate(model, rows)
-
-    spec.generate = recording
-    return sizes
-
-
-def _spy_prediction_steps(trainer) -> list[bool]:
-    """Record, for each batch of the Trainer's eval loop, whether it returned logits."""
-    returned_logits: list[bool] = []
-    prediction_step = trainer.prediction_step
-
-    def recording(*args, **kwargs):
-        loss, logits, labels = prediction_step(*args, **kwargs)
-        returned_logits.append(logits is not None)
-        return loss, logits, labels
-
-    trainer.prediction_step = recording
-    return returned_logits
-
-
 @pytest.mark.slow
 def test_generation_metrics_are_logged_each_eval_and_select_the_best_checkpoint(
-    train_args, tiny_model, qa_dataset_dir, tmp_path
+    train_args, tiny_model, qa_dataset_dir, tmp_path, generation_spies
 ):
     # The phantom QA set has no validation split: the test split (8 rows) is evaluated, with a warning.
     with pytest.warns(UserWarning, match="test split"):
@@ -51,8 +23,7 @@ def test_generation_metrics_are_logged_each_eval_and_select_the_best_checkpoint(
             "--metric_for_best_model", "strict_closed_accuracy", "--generation_eval_samples", "6",
             "--per_device_eval_batch_size", "4", "--report_to", "tensorboard",
         ))  # fmt: skip
-    generated = _spy_generation(trainer)
-    returned_logits = _spy_prediction_steps(trainer)
+    generated, returned_logits = generation_spies(trainer)
     trainer.train()
 
     evals = [row for row in trainer.state.log_history if "eval_strict_closed_accuracy" in row]
@@ -82,7 +53,7 @@ def test_generation_metrics_are_logged_each_eval_and_select_the_best_checkpoint(
 
 
 def test_generation_eval_off_keeps_the_loss_and_a_passed_dataset_gets_no_generation(
-    train_args, tiny_model, qa_dataset_dir, tmp_path
+    train_args, tiny_model, qa_dataset_dir, tmp_path, generation_spies
 ):
     from datasets import load_from_disk
 
@@ -94,7 +65,7 @@ def test_generation_eval_off_keeps_the_loss_and_a_passed_dataset_gets_no_generat
     assert math.isfinite(metrics["eval_loss"]) and not any("closed_accuracy" in name for name in metrics)
 
     trainer, _ = build_trainer(*train_args(*base, "--generation_eval_samples", "2"))
-    generated = _spy_generation(trainer)
+    generated, _ = generation_spies(trainer)
     other = load_from_disk(str(qa_dataset_dir))["train"].select(range(4))
     metrics = trainer.evaluate(other, metric_key_prefix="train_subset")
     assert "train_subset_loss" in metrics and not generated  # only the trainer's own eval split is generated for

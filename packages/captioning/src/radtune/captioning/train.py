@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from transformers import Seq2SeqTrainingArguments
@@ -44,7 +45,6 @@ from trl import ModelConfig
 
 from radtune.common import run as lifecycle
 from radtune.common.config import make_parser as _make_parser
-from radtune.common.generation_eval import GENERATION_EVAL_SAMPLES
 
 ARCHITECTURES = ("vit-gpt2", "blip")
 DEFAULT_MODELS = {
@@ -64,12 +64,6 @@ BLIP_CROSS_TARGETS = r"text_decoder\.bert\.encoder\.layer\.\d+\.crossattention\.
 class CaptioningArguments(lifecycle.GenerationRunArguments):
     """What to train on and how to build the captioner (the splits, limits and image column: `RunArguments`)."""
 
-    generation_eval_samples: int = field(
-        default=GENERATION_EVAL_SAMPLES,
-        metadata={"help": "At each evaluation during training, caption the first N rows of the eval split and log "
-                  "eval_bleu_1..4, eval_rouge_l, eval_cider (usable as metric_for_best_model, e.g. cider); 0: eval "
-                  "loss only."},
-    )  # fmt: skip
     architecture: str = field(default="vit-gpt2", metadata={"help": "Model family: `vit-gpt2` or `blip`."})
     text_column: str = field(
         default="caption",
@@ -94,11 +88,6 @@ class CaptioningArguments(lifecycle.GenerationRunArguments):
         default=True, metadata={"help": "Compute METEOR in the final evaluation (a JVM; ~10 s or more)."}
     )
     eval_batch_size: int = field(default=16, metadata={"help": "Images per generate call in the final evaluation."})
-    eval_ablation: bool = field(
-        default=True,
-        metadata={"help": "The final evaluation also captions blank and noise images and flags a model that ignores "
-                  "the image (as `radtune caption evaluate` does by default)."},
-    )  # fmt: skip
 
     def __post_init__(self):
         from radtune.captioning.evaluation import TEXT_COLUMNS
@@ -114,8 +103,6 @@ class CaptioningArguments(lifecycle.GenerationRunArguments):
             raise ValueError("encoder and decoder go together: give both or neither")
         if self.encoder is not None and self.architecture != "vit-gpt2":
             raise ValueError("encoder/decoder composition is only for architecture vit-gpt2")
-        if self.eval_batch_size <= 0:
-            raise ValueError(f"eval_batch_size must be positive, got {self.eval_batch_size}")
 
 
 @dataclass
@@ -193,29 +180,14 @@ def build_blip(model_args: ModelConfig):
 
 def lora_config(script_args: CaptioningArguments, model_args: ModelConfig):
     """The `LoraConfig` for `--use_peft`: `--lora_target_modules` when given, else the architecture's defaults."""
-    from peft import LoraConfig
-
-    modules_to_save = list(model_args.lora_modules_to_save or [])
-    if model_args.lora_target_modules:
-        targets = model_args.lora_target_modules
-    else:
-        self_targets, cross_targets = {
-            "vit-gpt2": (GPT2_SELF_TARGETS, GPT2_CROSS_TARGETS),
-            "blip": (BLIP_SELF_TARGETS, BLIP_CROSS_TARGETS),
-        }[script_args.architecture]
-        targets = f"({self_targets}|{cross_targets})" if script_args.lora_cross_attention else self_targets
-    if script_args.encoder is not None and not script_args.lora_cross_attention:
-        # A freshly composed model's cross-attention is random: it must train in full.
-        modules_to_save += ["crossattention", "ln_cross_attn"]
-    return LoraConfig(
-        r=model_args.lora_r,
-        lora_alpha=model_args.lora_alpha,
-        lora_dropout=model_args.lora_dropout,
-        target_modules=targets,
-        modules_to_save=modules_to_save or None,
-        use_rslora=model_args.use_rslora,
-        use_dora=model_args.use_dora,
-    )
+    self_targets, cross_targets = {
+        "vit-gpt2": (GPT2_SELF_TARGETS, GPT2_CROSS_TARGETS),
+        "blip": (BLIP_SELF_TARGETS, BLIP_CROSS_TARGETS),
+    }[script_args.architecture]
+    targets = f"({self_targets}|{cross_targets})" if script_args.lora_cross_attention else self_targets
+    # A freshly composed model's cross-attention is random: it must train in full.
+    composed = script_args.encoder is not None and not script_args.lora_cross_attention
+    return lifecycle.lora_config_of(model_args, targets, ["crossattention", "ln_cross_attn"] if composed else [])
 
 
 def build_trainer(
@@ -231,7 +203,7 @@ def build_trainer(
 
     from radtune.captioning.collators import CaptioningCollator, undecoded_images
     from radtune.captioning.evaluation import drop_empty_texts, text_columns
-    from radtune.captioning.trainer import GenerationTrainer, captioning_generation_eval
+    from radtune.captioning.trainer import captioning_generation_eval, generation_trainer
 
     output_dir = Path(training_args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -272,25 +244,10 @@ def build_trainer(
     )
 
     # Trainer
-    generation_kwargs = {"max_new_tokens": script_args.max_new_tokens, "num_beams": script_args.num_beams}
-    generation_eval = None
-    if splits.eval is not None and script_args.generation_eval_samples:
-        generation_eval = captioning_generation_eval(
-            splits.eval, tokenizer, image_processor, script_args.architecture, text_columns=columns,
-            image_column=script_args.image_column, generation_kwargs=generation_kwargs,
-            max_samples=script_args.generation_eval_samples, batch_size=training_args.per_device_eval_batch_size,
-        )  # fmt: skip
-    trainer = GenerationTrainer(
-        model=model,
-        args=training_args,
-        data_collator=collator,
-        train_dataset=splits.train,
-        eval_dataset=splits.eval,
-        processing_class=tokenizer,
-        generation_input_names=("pixel_values",),
-        generation_kwargs=generation_kwargs,
-        generation_eval=generation_eval,
-    )
+    generation_eval_of = partial(captioning_generation_eval, tokenizer=tokenizer, image_processor=image_processor,
+                                 architecture=script_args.architecture, text_columns=columns)  # fmt: skip
+    trainer = generation_trainer(script_args, training_args, model, collator, splits, input_names=("pixel_values",),
+                                 generation_eval_of=generation_eval_of)  # fmt: skip
     return trainer, splits
 
 
@@ -320,16 +277,14 @@ def main(script_args: CaptioningArguments, training_args: CaptioningTrainingArgu
             captioner, splits.test, training_args.output_dir, text_column=script_args.text_column,
             image_column=script_args.image_column, batch_size=script_args.eval_batch_size, meteor=script_args.meteor,
             ablation=script_args.eval_ablation, seed=training_args.seed,
-            meta={"model": training_args.output_dir, "base_model": base_model, "dataset": script_args.dataset_name,
-                  "split": splits.test_split},
+            meta=lifecycle.evaluation_meta(training_args, script_args, splits, base_model=base_model),
         )  # fmt: skip
         lifecycle.log_test_metrics(trainer, metrics)
 
     # Publish
     if trainer.is_world_process_zero():
-        datasets = lifecycle.hub_datasets(script_args.dataset_name)
-        tags = ["image-captioning", script_args.architecture]
-        lifecycle.publish_run(training_args.output_dir, push, base_model=base_model, datasets=datasets, tags=tags)
+        lifecycle.publish_run(training_args.output_dir, push, base_model=base_model,
+                              dataset_name=script_args.dataset_name, tags=["image-captioning", script_args.architecture])  # fmt: skip
     return trainer
 
 

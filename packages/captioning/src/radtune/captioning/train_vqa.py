@@ -23,14 +23,13 @@ bootstrap intervals, the majority-answer baseline of the training split, the bla
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
-from transformers import Seq2SeqTrainingArguments
-from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 from trl import ModelConfig
 
+from radtune.captioning.train import CaptioningTrainingArguments
 from radtune.common import run as lifecycle
 from radtune.common.config import make_parser as _make_parser
-from radtune.common.generation_eval import GENERATION_EVAL_SAMPLES
 
 DEFAULT_MODEL = "Salesforce/blip-vqa-base"
 # LoRA on the query/value projections of BLIP's text encoder (reads the question) and text decoder (writes the answer).
@@ -44,41 +43,15 @@ QA_COLUMNS = ("question", "answer", "answer_type")
 class VQAArguments(lifecycle.GenerationRunArguments):
     """What to train on (a QA export with question/answer/answer_type columns) and how to evaluate."""
 
-    generation_eval_samples: int = field(
-        default=GENERATION_EVAL_SAMPLES,
-        metadata={"help": "At each evaluation during training, answer the questions of the first N rows of the eval "
-                  "split and log eval_strict_closed_accuracy, eval_strict_open_recall, … (usable as "
-                  "metric_for_best_model, e.g. strict_closed_accuracy); 0: eval loss only."},
-    )  # fmt: skip
     max_new_tokens: int = field(default=16, metadata={"help": "Longest generated answer, in tokens."})
     num_beams: int = field(default=1, metadata={"help": "Beams for generation during and after training."})
     eval_batch_size: int = field(default=16, metadata={"help": "Images per generate call in the final evaluation."})
-    eval_ablation: bool = field(
-        default=True,
-        metadata={"help": "The final evaluation also answers with blank and noise images and flags a model that "
-                  "ignores the image (as `radtune caption evaluate` does by default)."},
-    )  # fmt: skip
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.eval_batch_size <= 0:
-            raise ValueError(f"eval_batch_size must be positive, got {self.eval_batch_size}")
 
 
 @dataclass
-class VQATrainingArguments(Seq2SeqTrainingArguments):
-    # radtune's defaults, where they differ from Seq2SeqTrainingArguments:
+class VQATrainingArguments(CaptioningTrainingArguments):
+    # The captioning trainer's defaults, but for the output folder:
     output_dir: str = field(default="runs/blip-vqa", metadata={"help": "Where checkpoints and results go."})
-    predict_with_generate: bool = field(
-        default=True, metadata={"help": "Generate answers in `trainer.predict` (evaluation during training "
-                                "generates through --generation_eval_samples)."}
-    )  # fmt: skip
-    eval_strategy: IntervalStrategy | str = field(default="epoch", metadata={"help": "Evaluate every epoch."})
-    save_strategy: SaveStrategy | str = field(default="epoch", metadata={"help": "Save a checkpoint every epoch."})
-    logging_steps: float = field(default=10, metadata={"help": "Log the loss every this many steps."})
-    report_to: None | str | list[str] = field(default="tensorboard", metadata={"help": "Loggers (`none`)."})
-    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep the raw columns for the collator."})
-    dataloader_num_workers: int = field(default=2, metadata={"help": "Worker processes decoding images."})
 
 
 def make_parser():
@@ -93,11 +66,11 @@ def build_trainer(script_args: VQAArguments, training_args: VQATrainingArguments
         `radtune.common.run.RunSplits` (`splits.train` for the majority baseline, `splits.test` for the final
         evaluation).
     """
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
     from transformers import AutoImageProcessor, AutoTokenizer, BlipForQuestionAnswering, set_seed
 
     from radtune.captioning.collators import BlipVQACollator, undecoded_images
-    from radtune.captioning.trainer import GenerationTrainer, blip_vqa_generation_eval
+    from radtune.captioning.trainer import blip_vqa_generation_eval, generation_trainer
 
     model_args.model_name_or_path = model_args.model_name_or_path or DEFAULT_MODEL
 
@@ -112,12 +85,7 @@ def build_trainer(script_args: VQAArguments, training_args: VQATrainingArguments
     tokenizer = AutoTokenizer.from_pretrained(path)
     image_processor = AutoImageProcessor.from_pretrained(path)
     if model_args.use_peft:
-        model = get_peft_model(model, LoraConfig(
-            r=model_args.lora_r, lora_alpha=model_args.lora_alpha, lora_dropout=model_args.lora_dropout,
-            target_modules=model_args.lora_target_modules or BLIP_VQA_TARGETS,
-            modules_to_save=model_args.lora_modules_to_save, use_rslora=model_args.use_rslora,
-            use_dora=model_args.use_dora,
-        ))  # fmt: skip
+        model = get_peft_model(model, lifecycle.lora_config_of(model_args, BLIP_VQA_TARGETS))
         model.print_trainable_parameters()
     collator = BlipVQACollator(
         image_processor=image_processor,
@@ -127,25 +95,10 @@ def build_trainer(script_args: VQAArguments, training_args: VQATrainingArguments
     )
 
     # Trainer
-    generation_kwargs = {"max_new_tokens": script_args.max_new_tokens, "num_beams": script_args.num_beams}
-    generation_eval = None
-    if splits.eval is not None and script_args.generation_eval_samples:
-        generation_eval = blip_vqa_generation_eval(
-            splits.eval, tokenizer, image_processor, image_column=script_args.image_column,
-            generation_kwargs=generation_kwargs, max_samples=script_args.generation_eval_samples,
-            batch_size=training_args.per_device_eval_batch_size,
-        )  # fmt: skip
-    trainer = GenerationTrainer(
-        model=model,
-        args=training_args,
-        data_collator=collator,
-        train_dataset=splits.train,
-        eval_dataset=splits.eval,
-        processing_class=tokenizer,
-        generation_input_names=("pixel_values", "input_ids", "attention_mask"),
-        generation_kwargs=generation_kwargs,
-        generation_eval=generation_eval,
-    )
+    generation_eval_of = partial(blip_vqa_generation_eval, tokenizer=tokenizer, image_processor=image_processor)
+    trainer = generation_trainer(script_args, training_args, model, collator, splits,
+                                 input_names=("pixel_values", "input_ids", "attention_mask"),
+                                 generation_eval_of=generation_eval_of)  # fmt: skip
     return trainer, splits
 
 
@@ -168,18 +121,16 @@ def main(script_args: VQAArguments, training_args: VQATrainingArguments, model_a
     if splits.test is not None and trainer.is_world_process_zero():
         metrics = evaluate_blip_vqa(
             captioner, splits.test, training_args.output_dir, image_column=script_args.image_column,
-            batch_size=script_args.eval_batch_size, train_dataset=splits.train, ablation=script_args.eval_ablation,
+            batch_size=script_args.eval_batch_size, train_dataset=splits.dataset[script_args.dataset_train_split], ablation=script_args.eval_ablation,
             seed=training_args.seed,
-            meta={"model": training_args.output_dir, "base_model": base_model, "dataset": script_args.dataset_name,
-                  "split": splits.test_split},
+            meta=lifecycle.evaluation_meta(training_args, script_args, splits, base_model=base_model),
         )  # fmt: skip
         lifecycle.log_test_metrics(trainer, metrics)
 
     # Publish
     if trainer.is_world_process_zero():
-        datasets = lifecycle.hub_datasets(script_args.dataset_name)
-        lifecycle.publish_run(training_args.output_dir, push, base_model=base_model, datasets=datasets,
-                              tags=["blip", "vqa"])  # fmt: skip
+        lifecycle.publish_run(training_args.output_dir, push, base_model=base_model,
+                              dataset_name=script_args.dataset_name, tags=["blip", "vqa"])  # fmt: skip
     return trainer
 
 

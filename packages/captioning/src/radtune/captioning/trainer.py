@@ -53,6 +53,39 @@ class GenerationTrainer(GenerationEvalMixin, Seq2SeqTrainer):
         return loss, generated, labels
 
 
+def generation_trainer(script_args, training_args, model, collator, splits, *, input_names: Sequence[str],
+                       generation_eval_of) -> GenerationTrainer:  # fmt: skip
+    """The `GenerationTrainer` of a captioning or BLIP VQA run: generation settings from `script_args`
+    (`max_new_tokens`, `num_beams`), and generation metrics at each evaluation when there is an eval split.
+
+    Args:
+        script_args: the run's `GenerationRunArguments` (with `num_beams`).
+        collator: the batch collator; its `tokenizer` is the trainer's processing class.
+        splits (`radtune.common.run.RunSplits`): the train and eval splits.
+        input_names (`Sequence[str]`): the batch keys `generate` receives.
+        generation_eval_of (`Callable`): `captioning_generation_eval` or `blip_vqa_generation_eval` with the model's
+            tokenizer and image processor bound; called with the eval split and the generation settings.
+    """
+    generation_kwargs = {"max_new_tokens": script_args.max_new_tokens, "num_beams": script_args.num_beams}
+    generation_eval = None
+    if splits.eval is not None and script_args.generation_eval_samples:
+        generation_eval = generation_eval_of(
+            splits.eval, image_column=script_args.image_column, generation_kwargs=generation_kwargs,
+            max_samples=script_args.generation_eval_samples, batch_size=training_args.per_device_eval_batch_size,
+        )  # fmt: skip
+    return GenerationTrainer(
+        model=model,
+        args=training_args,
+        data_collator=collator,
+        train_dataset=splits.train,
+        eval_dataset=splits.eval,
+        processing_class=collator.tokenizer,
+        generation_input_names=input_names,
+        generation_kwargs=generation_kwargs,
+        generation_eval=generation_eval,
+    )
+
+
 def captioning_generation_eval(
     dataset,
     tokenizer,

@@ -9,7 +9,7 @@ A task's `train.py` (after TRL's `sft.py`) declares its dataclasses (its script 
         train_result = trainer.train(resume_from_checkpoint=resume_checkpoint(training_args))
         finish_run(trainer, train_result, run_info=run_info(...), processors=[...], title=...)
         if splits.test is not None: report = <the task's evaluator>(..., out_dir=training_args.output_dir)
-        publish_run(training_args.output_dir, push, base_model=..., datasets=..., tags=...)
+        publish_run(training_args.output_dir, push, base_model=..., dataset_name=..., tags=...)
 
     if __name__ == "__main__":
         run_main(main, make_parser)
@@ -33,40 +33,43 @@ RUN_INFO_FILE = "run_info.json"
 EVAL_FOLDER_PREFIX = "eval-"
 
 
+# The help texts of the shared arguments (`--help` of every training module shows them).
+_HELP = {
+    "dataset_name": "The dataset: a folder written by `radtune data build` / `radtune data qa` (save_to_disk), any "
+    "local data folder `datasets.load_dataset` reads, or a Hub dataset repo id.",
+    "dataset_eval_split": "Split evaluated during training (when eval_strategy is not `no`). When the dataset has "
+    "none, dataset_test_split is used, with a warning (its final numbers then select the model).",
+    "dataset_test_split": "Split of the final evaluation after training (skipped, with a notice, when the dataset has "
+    "none). Skip the final evaluation with --eval_after_training false.",
+    "image_column": "Column of the images (else the first of an `images` list column).",
+    "max_eval_samples": "Evaluate on the first N rows only, both during training (eval split) and after it (test "
+    "split).",
+    "eval_after_training": "After training, evaluate on dataset_test_split and write evaluation_results.csv and "
+    "metrics.json into output_dir (false: skip).",
+    "generation_eval_samples": "At each evaluation during training, generate for the first N rows of the eval split "
+    "and log the task's metrics as eval_<metric>, usable as metric_for_best_model (captioning: eval_bleu_1..4, "
+    "eval_rouge_l, eval_cider; VQA: eval_strict_closed_accuracy, eval_strict_open_recall, …); 0: eval loss only.",
+    "eval_ablation": "The final evaluation also generates with blank and noise images and flags a model that ignores "
+    "the image, as the task's evaluate command does by default (false: real images only).",
+}
+
+
+def _arg(default, name: str):
+    return field(default=default, metadata={"help": _HELP[name]})
+
+
 @dataclass
 class RunArguments:
     """The data arguments every trainer shares (TRL's names): the dataset, its splits and sample limits."""
 
-    dataset_name: str | None = field(
-        default=None,
-        metadata={"help": "The dataset: a folder written by `radtune data build` / `radtune data qa` (save_to_disk), "
-                  "any local data folder `datasets.load_dataset` reads, or a Hub dataset repo id."},
-    )  # fmt: skip
+    dataset_name: str | None = _arg(None, "dataset_name")
     dataset_train_split: str = field(default="train", metadata={"help": "Split to train on."})
-    dataset_eval_split: str = field(
-        default="validation",
-        metadata={"help": "Split evaluated during training (when eval_strategy is not `no`). When the dataset has "
-                  "none, dataset_test_split is used, with a warning (its final numbers then select the model)."},
-    )  # fmt: skip
-    dataset_test_split: str = field(
-        default="test",
-        metadata={"help": "Split of the final evaluation after training (skipped, with a notice, when the dataset "
-                  "has none). Skip the final evaluation with --eval_after_training false."},
-    )  # fmt: skip
-    image_column: str = field(
-        default="image", metadata={"help": "Column of the images (else the first of an `images` list column)."}
-    )
+    dataset_eval_split: str = _arg("validation", "dataset_eval_split")
+    dataset_test_split: str = _arg("test", "dataset_test_split")
+    image_column: str = _arg("image", "image_column")
     max_train_samples: int | None = field(default=None, metadata={"help": "Train on the first N rows only."})
-    max_eval_samples: int | None = field(
-        default=None,
-        metadata={"help": "Evaluate on the first N rows only, both during training (eval split) and after it "
-                  "(test split)."},
-    )  # fmt: skip
-    eval_after_training: bool = field(
-        default=True,
-        metadata={"help": "After training, evaluate on dataset_test_split and write evaluation_results.csv and "
-                  "metrics.json into output_dir (false: skip)."},
-    )  # fmt: skip
+    max_eval_samples: int | None = _arg(None, "max_eval_samples")
+    eval_after_training: bool = _arg(True, "eval_after_training")
 
     def __post_init__(self):
         if not self.dataset_name:
@@ -80,21 +83,21 @@ class RunArguments:
 
 @dataclass
 class GenerationRunArguments(RunArguments):
-    """`RunArguments` of a trainer whose model generates text (captions, answers), scored while it trains."""
+    """`RunArguments` of a trainer whose model generates text (captions, answers), scored while it trains and after.
 
-    generation_eval_samples: int = field(
-        default=GENERATION_EVAL_SAMPLES,
-        metadata={"help": "At each evaluation during training, generate for the first N rows of the eval split and "
-                  "log the task's metrics as eval_<metric> (usable as metric_for_best_model); 0: eval loss only."},
-    )  # fmt: skip
+    A task changes a default by redeclaring the field in its subclass (e.g. `max_new_tokens: int = 32`).
+    """
+
+    generation_eval_samples: int = _arg(GENERATION_EVAL_SAMPLES, "generation_eval_samples")
     max_new_tokens: int = field(default=64, metadata={"help": "Longest generated text, in tokens."})
+    eval_batch_size: int = field(default=8, metadata={"help": "Rows per generate call in the final evaluation."})
+    eval_ablation: bool = _arg(True, "eval_ablation")
 
     def __post_init__(self):
         super().__post_init__()
-        if self.generation_eval_samples < 0:
-            raise ValueError(f"generation_eval_samples must be >= 0 (0 disables), got {self.generation_eval_samples}")
-        if self.max_new_tokens <= 0:
-            raise ValueError(f"max_new_tokens must be positive, got {self.max_new_tokens}")
+        for name, low in (("generation_eval_samples", 0), ("max_new_tokens", 1), ("eval_batch_size", 1)):
+            if getattr(self, name) < low:
+                raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}")
 
 
 @dataclass
@@ -232,6 +235,31 @@ def quantization_info(model_args) -> dict | None:
             "bnb_4bit_quant_storage": model_args.bnb_4bit_quant_storage, "dtype": model_args.dtype}  # fmt: skip
 
 
+def lora_config_of(model_args, target_modules, modules_to_save=(), task_type: str | None = None):
+    """The `peft.LoraConfig` of TRL's `ModelConfig` LoRA fields, the same way in every trainer.
+
+    Args:
+        model_args (`trl.ModelConfig`): `lora_r`, `lora_alpha`, `lora_dropout`, `use_rslora`, `use_dora`;
+            `lora_target_modules` replaces `target_modules`, `lora_modules_to_save` comes before `modules_to_save`.
+        target_modules (`str` or `list[str]`): the task's default targets (a regular expression or names).
+        modules_to_save (`Sequence[str]`, *optional*): modules the task trains fully beside the adapter.
+        task_type (`str`, *optional*): peft's task type (`"CAUSAL_LM"` for LLaVA).
+    """
+    from peft import LoraConfig
+
+    saved = [*(model_args.lora_modules_to_save or []), *modules_to_save]
+    return LoraConfig(
+        r=model_args.lora_r,
+        lora_alpha=model_args.lora_alpha,
+        lora_dropout=model_args.lora_dropout,
+        target_modules=model_args.lora_target_modules or target_modules,
+        modules_to_save=saved or None,
+        use_rslora=model_args.use_rslora,
+        use_dora=model_args.use_dora,
+        task_type=task_type,
+    )
+
+
 def run_info(task: str, script_args: RunArguments, training_args, base_model: str | None, **facts) -> dict:
     """What `run_info.json` records: everything evaluation needs to score the run as it was trained.
 
@@ -298,13 +326,15 @@ def log_test_metrics(trainer, metrics: Mapping[str, Any]) -> None:
 
 
 def publish_run(output_dir: str | Path, request: PushRequest | None, *, base_model: str | None,
-                datasets: list[str] | None = None, tags: list[str] | None = None) -> None:  # fmt: skip
-    """Write the run's model card (`README.md`) and, when a push was asked, publish the folder (private by
-    default), printing where it went."""
-    from radtune.common.model_card import build_model_card
+                dataset_name: str | None = None, tags: list[str] | None = None) -> None:  # fmt: skip
+    """Write the run's model card (`README.md`; its `datasets:` names `dataset_name` when that is a Hub repo) and,
+    when a push was asked, publish the folder (private by default), printing where it went."""
+    from radtune.common.model_card import build_model_card, is_hub_id
 
     output_dir = Path(output_dir)
     name = request.repo_id if request else output_dir.resolve().name
+    on_hub = dataset_name is not None and is_hub_id(dataset_name) and not Path(dataset_name).exists()
+    datasets = [dataset_name] if on_hub else None
     build_model_card(output_dir, name, base_model=base_model, datasets=datasets, tags=tags).save(
         output_dir / "README.md"
     )
@@ -316,11 +346,11 @@ def publish_run(output_dir: str | Path, request: PushRequest | None, *, base_mod
         print(f"pushed {output_dir} to {result.repo_url} (private: {result.private})")
 
 
-def hub_datasets(dataset_name: str) -> list[str] | None:
-    """`[dataset_name]` when it names a Hub dataset (for the model card's `datasets:`), else `None`."""
-    from radtune.common.model_card import is_hub_id
-
-    return [dataset_name] if is_hub_id(dataset_name) and not Path(dataset_name).exists() else None
+def evaluation_meta(training_args, script_args: RunArguments, splits: RunSplits, **facts) -> dict:
+    """The `meta` a trainer's final evaluation records in `metrics.json`: the run folder as the model, the dataset,
+    the test split, and `facts` (e.g. `base_model`)."""
+    return {"model": training_args.output_dir, "dataset": script_args.dataset_name, "split": splits.test_split,
+            **facts}  # fmt: skip
 
 
 def read_run_info(folder: str | Path) -> dict:

@@ -438,18 +438,11 @@ def evaluate_retrieval(
     Rows whose text is empty are left out, as in training; `max_samples` counts the rows that remain.
 
     Args:
-        model: a contrastive model (`CLIPModel` or `DualEncoderModel`) on the device to run on.
-        processor (`ContrastiveProcessor`): its tokenizer and image processor.
         dataset (`datasets.Dataset`): image–text pairs.
-        out_dir (`str` or `Path`): where the files go.
         text_column (`str`, *optional*, defaults to `"text"`): column of the texts (the run's `text_column`).
-        image_column (`str`, *optional*, defaults to `"image"`): column of the images.
         max_text_length (`int`, *optional*, defaults to `77`): texts are truncated to this many tokens.
-        max_samples (`int`, *optional*): evaluate the first N pairs only.
-        batch_size (`int`, *optional*, defaults to `32`): images per forward pass.
-        n_resamples (`int`, *optional*, defaults to `1000`): bootstrap resamples of the intervals (0: none).
-        seed (`int`, *optional*, defaults to `0`): seed of the resampling.
-        meta (`Mapping`, *optional*): `model`, `dataset`, `split` and any other facts for `metrics.json`'s `meta`.
+        model, processor, out_dir, image_column, max_samples, batch_size, n_resamples, seed, meta: as
+            `evaluate_zero_shot`'s.
 
     Raises:
         `ValueError`: a missing column, or no row with a non-empty text.

@@ -277,8 +277,8 @@ def main(script_args: ScriptArguments, training_args: ContrastiveConfig, model_a
     import torch
 
     from radtune.common.run import (
+        evaluation_meta,
         finish_run,
-        hub_datasets,
         log_test_metrics,
         publish_run,
         resume_checkpoint,
@@ -288,7 +288,6 @@ def main(script_args: ScriptArguments, training_args: ContrastiveConfig, model_a
 
     push = take_push_request(training_args)
     trainer, splits = build_trainer(script_args, training_args, model_args)
-    processor = trainer.processing_class
 
     # Train
     train_result = trainer.train(resume_from_checkpoint=resume_checkpoint(training_args))
@@ -307,17 +306,17 @@ def main(script_args: ScriptArguments, training_args: ContrastiveConfig, model_a
         from radtune.contrastive.evaluation import evaluate_retrieval
 
         report = evaluate_retrieval(
-            trainer.accelerator.unwrap_model(trainer.model), processor, splits.test, training_args.output_dir,
-            text_column=script_args.text_column, image_column=script_args.image_column,
+            trainer.accelerator.unwrap_model(trainer.model), trainer.processing_class, splits.test,
+            training_args.output_dir, text_column=script_args.text_column, image_column=script_args.image_column,
             max_text_length=script_args.max_text_length,
-            meta={"model": training_args.output_dir, "dataset": script_args.dataset_name, "split": splits.test_split},
+            meta=evaluation_meta(training_args, script_args, splits),
         )  # fmt: skip
         log_test_metrics(trainer, report.metrics)
 
     # Publish
     if trainer.is_world_process_zero():
         publish_run(training_args.output_dir, push, base_model=base_model(model_args),
-                    datasets=hub_datasets(script_args.dataset_name), tags=["contrastive", model_args.architecture])  # fmt: skip
+                    dataset_name=script_args.dataset_name, tags=["contrastive", model_args.architecture])  # fmt: skip
     if torch.distributed.is_initialized():
         # Leave together and tear the group down: exiting with a live gloo group aborted a rank now and then.
         trainer.accelerator.wait_for_everyone()

@@ -38,7 +38,6 @@ from dataclasses import dataclass, field
 from transformers.trainer_utils import SaveStrategy
 from trl import ModelConfig, SFTConfig
 
-from radtune.common.generation_eval import GENERATION_EVAL_SAMPLES
 from radtune.common.run import GenerationRunArguments
 from radtune.llava_vqa.evaluation import BATCH_SIZE, MAX_NEW_TOKENS
 
@@ -53,24 +52,8 @@ class ScriptArguments(GenerationRunArguments):
     """The data and evaluation arguments of a LLaVA VQA run (`RunArguments`' dataset, splits and limits, plus
     LLaVA's own)."""
 
-    generation_eval_samples: int = field(
-        default=GENERATION_EVAL_SAMPLES,
-        metadata={"help": "At each evaluation during training, answer the questions of the first N rows of the eval "
-                  "split and log eval_strict_closed_accuracy, eval_strict_open_recall, eval_llava_med_closed_accuracy,"
-                  " … (usable as metric_for_best_model, e.g. strict_closed_accuracy); 0: eval loss only."},
-    )  # fmt: skip
-    max_new_tokens: int = field(
-        default=MAX_NEW_TOKENS,
-        metadata={"help": "Longest generated answer, in tokens (evaluation during training and the final one)."},
-    )
-    eval_ablation: bool = field(
-        default=True,
-        metadata={"help": "The final evaluation also answers with blank and noise images and says whether the model "
-                  "ignores the image (as `radtune vqa evaluate` does); false: real images only."},
-    )  # fmt: skip
-    eval_batch_size: int = field(
-        default=BATCH_SIZE, metadata={"help": "Questions per generation call in the final evaluation."}
-    )
+    max_new_tokens: int = field(default=MAX_NEW_TOKENS, metadata={"help": "Longest generated answer, in tokens."})
+    eval_batch_size: int = field(default=BATCH_SIZE, metadata={"help": "Questions per generate call at the end."})
     train_vision_tower: bool = field(
         default=False, metadata={"help": "Also adapt the vision tower (LoRA on its attention/MLP layers)."}
     )
@@ -80,11 +63,6 @@ class ScriptArguments(GenerationRunArguments):
     processor_name_or_path: str | None = field(
         default=None, metadata={"help": "Processor to use; defaults to the model's own."}
     )
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.eval_batch_size <= 0:
-            raise ValueError(f"eval_batch_size must be positive, got {self.eval_batch_size}")
 
 
 @dataclass
@@ -135,27 +113,13 @@ def make_parser(prog: str | None = "radtune.llava_vqa.train"):
 def lora_config(script_args: ScriptArguments, model_args: LlavaModelConfig):
     """The `peft.LoraConfig` of a run: the language model's linear layers (plus the vision tower's with
     `train_vision_tower`, the projector trained fully with `train_projector`), or `lora_target_modules`."""
-    from peft import LoraConfig
+    from radtune.common.run import lora_config_of
 
-    if model_args.lora_target_modules:
-        target = model_args.lora_target_modules
-    elif script_args.train_vision_tower:
+    target = LANGUAGE_MODEL_LORA_TARGET
+    if script_args.train_vision_tower:
         target = f"({LANGUAGE_MODEL_LORA_TARGET})|({VISION_TOWER_LORA_TARGET})"
-    else:
-        target = LANGUAGE_MODEL_LORA_TARGET
-    modules_to_save = list(model_args.lora_modules_to_save or [])
-    if script_args.train_projector:
-        modules_to_save.append("multi_modal_projector")
-    return LoraConfig(
-        r=model_args.lora_r,
-        lora_alpha=model_args.lora_alpha,
-        lora_dropout=model_args.lora_dropout,
-        target_modules=target,
-        modules_to_save=modules_to_save or None,
-        use_rslora=model_args.use_rslora,
-        use_dora=model_args.use_dora,
-        task_type="CAUSAL_LM",
-    )
+    modules_to_save = ["multi_modal_projector"] if script_args.train_projector else []
+    return lora_config_of(model_args, target, modules_to_save, task_type="CAUSAL_LM")
 
 
 def device_map(training_args) -> dict:
@@ -229,8 +193,8 @@ def main(script_args: ScriptArguments, training_args: LlavaSFTConfig, model_args
     """Train, save, evaluate the test split and (optionally) publish; returns `{"train": metrics, "test": report}`
     (`"test"`: what `metrics.json` holds, absent when the final evaluation is off or there is no test split)."""
     from radtune.common.run import (
+        evaluation_meta,
         finish_run,
-        hub_datasets,
         log_test_metrics,
         publish_run,
         quantization_info,
@@ -241,10 +205,10 @@ def main(script_args: ScriptArguments, training_args: LlavaSFTConfig, model_args
     from radtune.llava_vqa.chat_template import LLAVA_CHAT_TEMPLATE
     from radtune.llava_vqa.evaluation import evaluate_vqa
 
+    base_model = model_args.model_name_or_path
     push = take_push_request(training_args)
     trainer, splits = build_trainer(script_args, training_args, model_args)
     processor = trainer.processing_class
-    base_model = model_args.model_name_or_path
 
     # Train
     train_result = trainer.train(resume_from_checkpoint=resume_checkpoint(training_args))
@@ -267,15 +231,14 @@ def main(script_args: ScriptArguments, training_args: LlavaSFTConfig, model_args
             train_dataset=splits.dataset[script_args.dataset_train_split], ablation=script_args.eval_ablation,
             batch_size=script_args.eval_batch_size, max_new_tokens=script_args.max_new_tokens,
             seed=training_args.seed, image_column=script_args.image_column,
-            meta={"model": training_args.output_dir, "dataset": script_args.dataset_name, "split": splits.test_split,
-                  "base_model": base_model},
+            meta=evaluation_meta(training_args, script_args, splits, base_model=base_model),
         )  # fmt: skip
         log_test_metrics(trainer, results["test"]["metrics"])
 
     # Publish
     if trainer.is_world_process_zero():
-        publish_run(training_args.output_dir, push, base_model=base_model,
-                    datasets=hub_datasets(script_args.dataset_name), tags=["llava", "vqa"])  # fmt: skip
+        publish_run(training_args.output_dir, push, base_model=base_model, dataset_name=script_args.dataset_name,
+                    tags=["llava", "vqa"])  # fmt: skip
     trainer.accelerator.wait_for_everyone()
     return results
 
