@@ -99,6 +99,7 @@ def _train(folder, dataset, **config):
         model=model,
         args=SFTConfig(
             output_dir=str(folder) + "-out",
+            activation_checkpointing=False,  # TRL's default goes through a deprecated alias
             max_length=None,
             max_steps=2,
             use_cpu=True,

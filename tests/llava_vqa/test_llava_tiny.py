@@ -94,6 +94,7 @@ def test_llava_assistant_only_loss_labels_only_assistant_tokens(tiny_model):
         model=LlavaForConditionalGeneration.from_pretrained(folder),
         args=SFTConfig(
             output_dir="unused",
+            activation_checkpointing=False,  # TRL's default goes through a deprecated alias
             assistant_only_loss=True,
             max_length=None,
             per_device_train_batch_size=2,
