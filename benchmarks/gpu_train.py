@@ -16,7 +16,9 @@ those weights in memory at load (`from_pretrained(None, state_dict=…, quantiza
 written. The tokenizer is one radtune trains on its radiology corpus (`radtune.common.tiny.train_tokenizer`); its
 vocabulary is small, so a text splits into more tokens than with the real one (LLaVA: ~34 text tokens a row, by a
 rough count half again what Llama's tokenizer gives, beside 576 exact image tokens); the embedding tables have the
-published size.
+published size. LLaVA's processor is llava-hf's published one (`tests/fixtures/llava-1.5-7b-hf`: tokenizer config with
+`<image>` 32000 and `<pad>` 32001, image processor, chat template repaired as training repairs it) around that
+vocabulary (`llava_processor`).
 
 It trains on synthetic rows in the layout radtune's exporters write (JPEG radiograph-like images of
 `--source-image-side` pixels; LLaVA: `messages` + `images` with questions and answer lengths drawn from the
@@ -77,6 +79,9 @@ LLAMA_2_7B = dict(vocab_size=32064, hidden_size=4096, intermediate_size=11008, n
 LLAMA_2_13B = {**LLAMA_2_7B, "hidden_size": 5120, "intermediate_size": 13824, "num_hidden_layers": 40,
                "num_attention_heads": 40, "num_key_value_heads": 40}  # fmt: skip
 LLAVA_1_5 = dict(projector_hidden_act="gelu", vision_feature_layer=-2, vision_feature_select_strategy="default")
+# Its tokenizer config, image processor and chat template, as published (see the folder's README).
+LLAVA_PUBLISHED = REPO / "tests" / "fixtures" / "llava-1.5-7b-hf"
+LLAVA_TOKENIZER_VOCAB = 32000  # the published vocabulary before <image> (32000) and <pad> (32001)
 # Salesforce/blip-image-captioning-base: ViT-B/16 at 384 px + a BERT-base decoder with cross-attention.
 BLIP_VISION = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
                    image_size=384, patch_size=16, layer_norm_eps=1e-5)  # fmt: skip
@@ -277,20 +282,41 @@ def per_image(count: int):
     return lambda batch: int(batch["pixel_values"].shape[0]) * count
 
 
+def llava_processor(arch: str, scale: str, folder: str | Path):
+    """LLaVA's processor from llava-hf's published files (`LLAVA_PUBLISHED`): its tokenizer config, special tokens
+    and their ids, image processor and chat template, with a vocabulary trained on radtune's radiology corpus (at
+    most the published 32000; `TINY_VOCAB` at --scale tiny) and the image side of `arch` at `scale`; the template is
+    then repaired exactly as `radtune.llava_vqa.train` repairs it (`ensure_training_chat_template`)."""
+    from transformers import AutoProcessor
+
+    from radtune.common.tiny import builtin_corpus
+    from radtune.llava_vqa.inference import ensure_training_chat_template
+    from radtune.llava_vqa.tiny import save_published_processor
+
+    vision = scaled(ARCHS[arch]["vision"], scale)
+    vocab = LLAVA_TOKENIZER_VOCAB if scale == "full" else TINY_VOCAB
+    saved = save_published_processor(LLAVA_PUBLISHED, Path(folder) / "llava-processor", builtin_corpus(),
+                                     image_size=vision["image_size"], patch_size=vision["patch_size"],
+                                     vocab_size=vocab)  # fmt: skip
+    processor = AutoProcessor.from_pretrained(saved)
+    ensure_training_chat_template(processor)
+    return processor
+
+
 def make_tokenizer(arch: str, scale: str):
     """A tokenizer in the style of the arch's own, trained on radtune's radiology corpus (at most the published
-    vocabulary; `TINY_VOCAB` at --scale tiny)."""
+    vocabulary; `TINY_VOCAB` at --scale tiny); LLaVA's is `llava_processor`'s."""
     from radtune.common.tiny import builtin_corpus, train_tokenizer
-    from radtune.llava_vqa.chat_template import LLAVA_CHAT_TEMPLATE
 
     spec = ARCHS[arch]
     text = spec["text"]
+    if spec["family"] == "llava":
+        with tempfile.TemporaryDirectory(prefix="radtune-llava-processor-") as folder:
+            return llava_processor(arch, scale, folder).tokenizer
     vocab = text["vocab_size"] if scale == "full" else TINY_VOCAB
     max_length = text.get("max_position_embeddings") or text["n_positions"]
     tokenizer = train_tokenizer(builtin_corpus(), TOKENIZER_STYLES[spec["family"]], vocab_size=vocab,
                                 model_max_length=max_length)  # fmt: skip
-    if spec["family"] == "llava":
-        tokenizer.chat_template = LLAVA_CHAT_TEMPLATE
     if len(tokenizer) > text["vocab_size"]:
         raise ValueError(f"the tokenizer has {len(tokenizer)} tokens, more than {arch}'s vocabulary")
     return tokenizer
@@ -354,25 +380,18 @@ def training_kwargs(args, output_dir: str, cuda: bool) -> dict:
 
 
 def build_llava(args, images: list[bytes], output_dir: str, cuda: bool) -> Setup:
-    """LLaVA-1.5 through `radtune.llava_vqa.train`: its LoRA targets, QLoRA config, chat template and SFTTrainer."""
+    """LLaVA-1.5 through `radtune.llava_vqa.train`: its LoRA targets, QLoRA config, the published processor with
+    its chat template repaired as training repairs it, and `VQASFTTrainer` (one BOS first in every batch)."""
     from datasets import Dataset, Features, Image, List, Value
-    from transformers import CLIPImageProcessor, LlavaForConditionalGeneration, LlavaProcessor
-    from trl import SFTTrainer, get_quantization_config
+    from transformers import LlavaForConditionalGeneration
+    from trl import get_quantization_config
 
-    from radtune.llava_vqa.chat_template import LLAVA_CHAT_TEMPLATE
-    from radtune.llava_vqa.inference import ensure_training_chat_template
     from radtune.llava_vqa.train import LlavaModelConfig, LlavaSFTConfig, ScriptArguments, device_map, lora_config
+    from radtune.llava_vqa.trainer import VQASFTTrainer
 
-    tokenizer = make_tokenizer(args.arch, args.scale)
-    config = model_config(args.arch, args.scale, tokenizer)
+    processor = llava_processor(args.arch, args.scale, output_dir)
+    config = model_config(args.arch, args.scale, processor.tokenizer)
     vision = config.vision_config
-    side = vision.image_size
-    processor = LlavaProcessor(
-        image_processor=CLIPImageProcessor(size={"shortest_edge": side}, crop_size={"height": side, "width": side}),
-        tokenizer=tokenizer, patch_size=vision.patch_size, vision_feature_select_strategy="default",
-        num_additional_image_tokens=1, chat_template=LLAVA_CHAT_TEMPLATE, image_token="<image>",
-    )  # fmt: skip
-    ensure_training_chat_template(processor)
 
     # Model, as radtune.llava_vqa.train.build_trainer sets it up
     script_args = ScriptArguments(dataset_name="synthetic")
@@ -403,8 +422,8 @@ def build_llava(args, images: list[bytes], output_dir: str, cuda: bool) -> Setup
     features = Features({"messages": turn, "images": List(Image())})
     rows = args.batch_size * (args.warmup + args.steps)
     dataset = Dataset.from_dict(qa_rows(rows, images, seed=args.seed), features=features)
-    trainer = SFTTrainer(model=model, args=training_args, train_dataset=dataset, processing_class=processor,
-                         peft_config=peft_config)  # fmt: skip
+    trainer = VQASFTTrainer(model=model, args=training_args, train_dataset=dataset, processing_class=processor,
+                            peft_config=peft_config)  # fmt: skip
     patches = image_tokens(vision.to_dict())
     groups = [
         Group("vision tower", r"vision_tower\.", per_image(patches + 1)),

@@ -58,7 +58,8 @@ def test_vqa_jsonl(tmp_path):
     assert result.exit_code == 0, result.output
     body = read_metrics(tmp_path / "metrics.json")
     assert body["metrics"]["strict/closed_accuracy"] == 0.5
-    assert body["metrics"]["llava_med/closed_accuracy"] == 1.0  # the wrong "no" is not counted there
+    assert body["metrics"]["llava_med/closed_accuracy"] == 0.5  # LLaVA-Med v1.0.0: the wrong "no" is a miss
+    assert body["metrics"]["llava_med/closed_accuracy_pre35"] == 1.0  # before their #35 it was not counted
     assert body["meta"]["dataset"] == "vqa-rad" and body["meta"]["split"] == "test"
 
 

@@ -1,5 +1,5 @@
-"""VQA metrics: the llava_med family against an independent re-statement of LLaVA-Med v1.0.0's evaluation, and
-the strict family against hand-worked cases."""
+"""VQA metrics: the llava_med family against an independent re-statement of LLaVA-Med's evaluation (its three closed
+rules: run_eval.py at v1.0.0 and before #35, run_eval_batch.py), and the strict family against hand-worked cases."""
 
 from __future__ import annotations
 
@@ -11,11 +11,14 @@ import pytest
 from radtune.common.metrics.vqa import (
     LLAVA_MED_CONTRACTIONS,
     llava_med_closed_hit,
+    llava_med_closed_hit_batch,
+    llava_med_closed_hit_pre35,
     llava_med_f1,
     llava_med_normalize,
     strict_closed_match,
     strict_normalize,
     strict_token_scores,
+    vqa_item_scores,
     vqa_metrics,
 )
 
@@ -48,11 +51,18 @@ def oracle_normalize(text: str) -> str:
     return " ".join(words).replace(",", "")
 
 
-def oracle_closed(prediction: str, answer: str):
+def oracle_closed(prediction: str, answer: str) -> dict:
+    """The three closed rules, restated from the scripts' `elif gt_item['answer_type'] == 'CLOSED'` branches."""
     pred, gt = oracle_normalize(prediction.lower()), oracle_normalize(answer.lower())
-    if "yes" in pred or "no" in pred:
-        return 1 if gt in pred else None  # a miss that mentions yes/no is not recorded at all
-    return 0
+    mentions_yes_no = "yes" in pred or "no" in pred
+    return {
+        # run_eval.py at v1.0.0: `if yes/no in pred: (1 if gt in pred else 0) else: 0`
+        "v1.0.0": 1 if mentions_yes_no and gt in pred else 0,
+        # run_eval.py before #35: the inner `else` is missing, a miss that mentions yes/no is not recorded at all
+        "pre35": (1 if gt in pred else None) if mentions_yes_no else 0,
+        # run_eval_batch.py: `1 if gt in pred else 0`, the yes/no test commented out
+        "batch": 1 if gt in pred else 0,
+    }
 
 
 def oracle_recall(prediction: str, answer: str) -> float:
@@ -107,18 +117,50 @@ def test_llava_med_normalisation_quirks():
     [(p, a) for p in TRICKY for a in ("yes", "no", "No", "two", "left lung", "1,000")],
 )
 def test_llava_med_closed_and_open_match_the_oracle(prediction, answer):
-    assert llava_med_closed_hit(prediction, answer) == oracle_closed(prediction, answer)
+    oracle = oracle_closed(prediction, answer)
+    assert llava_med_closed_hit(prediction, answer) == oracle["v1.0.0"]
+    assert llava_med_closed_hit_pre35(prediction, answer) == oracle["pre35"]
+    assert llava_med_closed_hit_batch(prediction, answer) == oracle["batch"]
     pred, gt = llava_med_normalize(prediction.lower()), llava_med_normalize(answer.lower())
     assert llava_med_f1(pred, gt)[2] == pytest.approx(oracle_recall(prediction, answer))
 
 
 def test_llava_med_closed_quirks():
     assert llava_med_closed_hit("nodule", "no") == 1  # "no" is a substring of "nodule"
-    assert llava_med_closed_hit("No.", "yes") is None  # a wrong yes/no answer is not counted
+    assert llava_med_closed_hit("No.", "yes") == 0  # v1.0.0: a wrong yes/no answer is a miss
+    assert llava_med_closed_hit_pre35("No.", "yes") is None  # before #35: not counted at all
     assert llava_med_closed_hit("The image is a CT", "yes") == 0  # no yes/no substring: a counted miss
-    scores = vqa_metrics(["no", "yes", "maybe"], ["yes", "yes", "yes"], ["closed"] * 3, families=["llava_med"])
-    assert scores["llava_med/closed_counted"] == 2
-    assert scores["llava_med/closed_accuracy"] == 0.5
+    assert llava_med_closed_hit("yes and no", "no") == llava_med_closed_hit("yes and no", "yes") == 1
+
+
+# Closed rows that separate the three rules, each worked by hand through normalize_word (lower case, ", " deletes the
+# comma, the period regex removes the final '.', a/an/the dropped) and the scripts' branches:
+#   prediction           reference  normalised    v1.0.0 run_eval      pre-#35 run_eval        run_eval_batch
+#   "No."                "yes"      "no"          yes/no, gt not in: 0  yes/no, gt not in: —    gt not in: 0
+#   "left"               "left"     "left"        no yes/no: 0          no yes/no: 0            gt in: 1
+#   "Yes, it is."        "yes"      "yes it is"   1                     1                       1
+#   "nodule"             "no"       "nodule"      "no" in it: 1         1                       1
+#   "The image is a CT"  "yes"      "image is ct" no yes/no: 0          no yes/no: 0            0
+SEPARATING = [("No.", "yes"), ("left", "left"), ("Yes, it is.", "yes"), ("nodule", "no"), ("The image is a CT", "yes")]
+
+
+def test_the_three_llava_med_closed_rules_on_separating_rows():
+    predictions, answers = zip(*SEPARATING, strict=True)
+    scores = vqa_metrics(list(predictions), list(answers), ["closed"] * 5, families=["llava_med"])
+    assert scores["llava_med/closed_accuracy"] == pytest.approx(2 / 5)  # hits: "Yes, it is.", "nodule"
+    assert scores["llava_med/closed_counted_pre35"] == 4  # "No." vs "yes" leaves the denominator
+    assert scores["llava_med/closed_accuracy_pre35"] == pytest.approx(2 / 4)
+    assert scores["llava_med/closed_accuracy_batch"] == pytest.approx(3 / 5)  # + "left" vs "left"
+    assert "llava_med/closed_counted" not in scores
+    # The per-item scores (intervals, comparisons, subgroups) average to the same three numbers.
+    per_item = [vqa_item_scores(p, a, "closed") for p, a in SEPARATING]
+    for name in ("llava_med/closed_accuracy", "llava_med/closed_accuracy_pre35", "llava_med/closed_accuracy_batch"):
+        values = [item[name] for item in per_item if name in item]
+        assert sum(values) / len(values) == pytest.approx(scores[name])
+    assert "llava_med/closed_accuracy_pre35" not in per_item[0]
+    # radtune's overall: the v1.0.0 closed hits with the open recalls, item-weighted.
+    mixed = vqa_metrics(["No.", "left lung"], ["yes", "left lung"], ["closed", "open"], families=["llava_med"])
+    assert mixed["llava_med/overall"] == pytest.approx((0 + 1) / 2)
 
 
 def test_llava_med_open_recall_counts_repeats():
@@ -147,8 +189,9 @@ def test_vqa_metrics_per_type_and_overall():
     assert scores["strict/closed_accuracy"] == pytest.approx(1 / 3)
     assert scores["strict/open_exact_match"] == 1.0
     assert scores["strict/accuracy"] == pytest.approx(4 / 6)
-    assert scores["llava_med/closed_counted"] == 2  # "no" vs "yes" is dropped; "nodule" counts as a hit
-    assert scores["llava_med/closed_accuracy"] == 1.0
+    # v1.0.0: "no" vs "yes" a miss, "nodule" a hit ("no" in it), "Yes, small." a hit; before #35 the miss is dropped.
+    assert scores["llava_med/closed_accuracy"] == pytest.approx(2 / 3)
+    assert scores["llava_med/closed_counted_pre35"] == 2 and scores["llava_med/closed_accuracy_pre35"] == 1.0
     assert scores["llava_med/open_recall"] == 1.0
 
 

@@ -20,24 +20,31 @@ def resolve(repo_or_path: str | Path) -> Path:
     return resolve_model_path(str(repo_or_path))
 
 
-def ensure_training_chat_template(processor) -> bool:
-    """Give `processor` radtune's LLaVA template when its own has no `{% generation %}` markers.
+def ensure_training_chat_template(processor) -> str | None:
+    """Give `processor` radtune's LLaVA template when its own cannot train and answer as LLaVA-1.5 was trained.
 
-    LLaVA-1.5's published template marks no assistant span, so TRL's `assistant_only_loss` cannot mask the
-    prompt with it; radtune's template renders the same `USER: <image>\\n… ASSISTANT: …</s>` format with markers.
+    The template llava-hf publishes for llava-1.5-7b/13b-hf marks the answer without its `</s>`, so training would
+    never put the end-of-turn token in the loss; a template without `{% generation %}` markers cannot keep the
+    loss to the answers; one that writes its own BOS gives two with the tokenizer's (see
+    `radtune.llava_vqa.chat_template.chat_template_problems`). Each is replaced by `LLAVA_CHAT_TEMPLATE`, which
+    renders the same `USER: <image>\\n… ASSISTANT: …</s>` text, with a one-line notice saying what changed and why.
 
     Returns:
-        `bool`: whether the template was replaced.
+        `str` or `None`: the notice printed, `None` when the template was kept.
     """
-    from trl.chat_template_utils import has_generation_markers
+    from radtune.llava_vqa.chat_template import LLAVA_CHAT_TEMPLATE, chat_template_problems
 
-    from radtune.llava_vqa.chat_template import LLAVA_CHAT_TEMPLATE
-
-    if has_generation_markers(processor.chat_template):
-        return False
+    problems = chat_template_problems(processor)
+    if not problems:
+        return None
+    source = processor.tokenizer.name_or_path or "the processor"
+    notice = (f"notice: the chat template of {source} {'; it '.join(problems)}; radtune uses its LLaVA-1.5 template "
+              "instead (the same 'USER: <image>\\n… ASSISTANT: …' text, </s> inside the answer's mark, the BOS "
+              "from the tokenizer)")  # fmt: skip
     processor.chat_template = LLAVA_CHAT_TEMPLATE
     processor.tokenizer.chat_template = LLAVA_CHAT_TEMPLATE
-    return True
+    print(notice)
+    return notice
 
 
 def model_run_info(folder: str | Path) -> dict:
@@ -145,7 +152,9 @@ def load_vqa_model(
     return loaded, processor
 
 
-def _prompt(processor, question: str) -> str:
+def inference_prompt(processor, question: str) -> str:
+    """The prompt of one image and `question` through the processor's chat template, as llava-hf's usage renders it
+    (`USER: <image>\\n{question} ASSISTANT:` with radtune's or LLaVA-1.5's template); the processor adds the BOS."""
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
     return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
@@ -159,7 +168,8 @@ def generate_answers(
     max_new_tokens: int = 32,
     progress: bool = True,
 ) -> list[str]:
-    """Greedy answers for (image, question) pairs, batched with left padding.
+    """Greedy answers for (image, question) pairs, batched with left padding: each prompt is `inference_prompt`
+    with one BOS, and generation stops at the model's EOS (`generation_config.eos_token_id`) or `max_new_tokens`.
 
     Args:
         images (`Sequence`): PIL images (or anything `radtune.common.images.load_image` opens).
@@ -187,10 +197,11 @@ def generate_answers(
         starts = range(0, len(questions), batch_size)
         for start in tqdm(starts, desc="generating answers", unit="batch", disable=not progress):
             batch_images = [load_image(image) for image in images[start : start + batch_size]]
-            prompts = [_prompt(processor, question) for question in questions[start : start + batch_size]]
-            # The chat template already starts with the BOS token.
+            prompts = [inference_prompt(processor, question) for question in questions[start : start + batch_size]]
+            # llava-hf's usage: the tokenizer's defaults add the BOS (unless a template already wrote one).
+            add_bos = not (tokenizer.bos_token and prompts[0].startswith(tokenizer.bos_token))
             inputs = processor(images=batch_images, text=prompts, return_tensors="pt", padding=True,
-                               add_special_tokens=False).to(device)  # fmt: skip
+                               add_special_tokens=add_bos).to(device)  # fmt: skip
             if "pixel_values" in inputs:
                 inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
             with torch.inference_mode():

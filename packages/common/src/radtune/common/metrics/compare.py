@@ -8,9 +8,10 @@ the data show a difference at that confidence.
 
 Per-item scores:
 - VQA (`radtune.common.metrics.vqa.vqa_item_scores`): `strict/accuracy`, `strict/closed_accuracy`,
-  `strict/open_recall`, `llava_med/closed_accuracy`, `llava_med/open_recall`. LLaVA-Med's closed rule leaves
-  some items out (quirk 1), and which ones depends on the answer: that metric is compared over the items both
-  runs count, so its A and B may differ from each run's own `metrics.json`.
+  `strict/open_recall`, `llava_med/closed_accuracy`, `llava_med/closed_accuracy_batch`,
+  `llava_med/closed_accuracy_pre35`, `llava_med/open_recall`. LLaVA-Med's closed rule before their #35
+  (`_pre35`) leaves some items out, and which ones depends on the answer: that metric is compared over the items
+  both runs count, so its A and B may differ from each run's own `metrics.json`.
 - Captioning (`radtune.common.metrics.captioning.caption_item_scores`): `cider` (CIDEr-D with document
   frequencies from the pooled references, the same for both runs), `rouge_l`, `sentence_bleu_4` (mean of
   sentence-level BLEU-4, not the corpus BLEU-4). METEOR's corpus score is not a mean of item scores, so it is

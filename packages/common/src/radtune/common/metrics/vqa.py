@@ -11,19 +11,33 @@
     - overall: `strict/accuracy` = exact match (closed rule for closed items) over all items.
 
 `llava_med` (comparable with the LLaVA-Med paper)
-    A faithful transcription of LLaVA-Med v1.0.0 `llava/eval/run_eval.py` with `eval_metrics/glossary.py`
-    (`normalize_word`), `eval_metrics/evaluate_metrics.py` and `eval_metrics/utils.py`
-    (microsoft/LLaVA-Med, transcribed from commit ad758b6). Both texts are lower-cased and passed through
-    `normalize_word`, then:
-    - closed ("yes/no accuracy" in the paper): `if 'yes' in pred or 'no' in pred: if gt in pred: hit` —
-      substring tests on the normalised strings;
-    - open ("recall" in the paper): `calculate_f1score(pred, gt)`'s recall, which normalises both again.
+    Transcriptions of LLaVA-Med's evaluation (microsoft/LLaVA-Med, `llava/eval/`) with `eval_metrics/glossary.py`
+    (`normalize_word`), `eval_metrics/evaluate_metrics.py` and `eval_metrics/utils.py` (transcribed from commit
+    ad758b6). Both texts are lower-cased and passed through `normalize_word`, then the closed ("yes/no accuracy"
+    in the paper) and open ("recall" in the paper) rules below. Their closed rule exists in three versions, each
+    its own metric; all three are substring tests on the normalised strings:
+    - `llava_med/closed_accuracy`: `run_eval.py` at tag v1.0.0, i.e. after PR #35 "fix closed accuracy
+      calculation", which adds the missing `else: hit 0` under the yes/no test: a hit when the prediction
+      contains "yes" or "no" *and* the answer; every other closed item is a miss, so every closed item is in the
+      denominator.
+    - `llava_med/closed_accuracy_pre35` (with `llava_med/closed_counted_pre35`): `run_eval.py` before #35
+      (commit ad758b6): a prediction that contains "yes" or "no" but not the answer adds neither a hit nor a
+      miss and leaves the denominator; `closed_counted_pre35` is how many closed items that rule kept.
+    - `llava_med/closed_accuracy_batch`: `run_eval_batch.py` (commit ad758b6, the script that walks a folder
+      of answer files): a hit when the prediction contains the answer, without the yes/no test, so a closed
+      question answered "left" for the reference "left" is a hit here and a miss in `run_eval.py`.
+    - open: `calculate_f1score(pred, gt)`'s recall (`llava_med/open_recall`), which normalises both again.
+    Which to quote beside the paper's table: `llava_med/closed_accuracy`. It is the released (v1.0.0) scorer;
+    it divides by every closed question, so it is a proportion of the test set that two models share (the
+    pre-#35 number drops exactly the answers that contradict the reference, so a model that answers "no" where
+    the answer is "yes" loses nothing, and its denominator differs from model to model). LLaVA-Med's code does
+    not say which version produced the paper's Table 4, so the other two are reported beside it: the spread
+    between them is how much the protocol alone moves the number.
     Known quirks, all kept so that the numbers match theirs:
-    1. A closed prediction that contains "yes" or "no" but not the answer is not counted at all: it adds
-       neither a hit nor a miss, so it leaves the denominator. Only predictions with neither substring
-       count as misses. `llava_med/closed_counted` reports how many closed items entered the accuracy.
-    2. The tests are substring tests: "no" matches inside "nodule", "not", "normal", "know"; the answer "no"
-       is "in" the prediction "nodule".
+    1. The tests are substring tests: "no" matches inside "nodule", "not", "normal", "know"; the answer "no"
+       is "in" the prediction "nodule", and a prediction holding both "yes" and "no" hits either answer.
+    2. In `run_eval.py` (both versions) a closed answer that is not yes/no ("left") can never be a hit unless
+       the prediction also contains "yes" or "no".
     3. Open recall = tp / (tp + fn) where tp adds the prediction's counts of every shared token (not clipped),
        so repeating a correct word raises recall: "left left" vs "left lung" gives 2/3.
     4. `normalize_word`: a punctuation mark is deleted when the text has it next to a space (or the text has
@@ -33,8 +47,8 @@
        a/an/the are dropped; contraction keys such as "dont" become "don't" (only lower-case keys can match).
        Apostrophes, colons, asterisks, '#', '%', '&', '|' and non-ASCII punctuation are left as they are.
     5. Nothing is averaged per answer type beyond the above; an empty family divides by zero in their script
-       (here: NaN). "overall" is radtune's addition: the item-weighted mean of the closed hits and the open
-       recalls over the items their protocol counts.
+       (here: NaN). "overall" is radtune's addition: the item-weighted mean of the v1.0.0 closed hits and the
+       open recalls.
     Their script also reports open exact match, F1, precision and nltk BLEU; radtune reports exact match, F1
     and precision (`llava_med/open_*`), and "open accuracy" (closest candidate answer equals the reference)
     only when a candidate answer list is given.
@@ -161,12 +175,30 @@ def llava_med_open_accuracy(prediction: str, reference: str, candidates: Sequenc
     return 1.0 if normalized[similarity.index(max(similarity))] == reference else 0.0
 
 
-def llava_med_closed_hit(prediction: str, answer: str) -> int | None:
-    """run_eval.py's closed rule on lower-cased, normalised texts: 1, 0, or None (not counted, quirk 1)."""
-    pred, gt = llava_med_normalize(prediction.lower()), llava_med_normalize(answer.lower())
+def _llava_med_closed_pair(prediction: str, answer: str) -> tuple[str, str]:
+    return llava_med_normalize(prediction.lower()), llava_med_normalize(answer.lower())
+
+
+def llava_med_closed_hit(prediction: str, answer: str) -> int:
+    """`run_eval.py` at v1.0.0 (after #35): 1 when the normalised prediction contains "yes" or "no" and the
+    answer, else 0 (a counted miss)."""
+    pred, gt = _llava_med_closed_pair(prediction, answer)
+    return int(("yes" in pred or "no" in pred) and gt in pred)
+
+
+def llava_med_closed_hit_pre35(prediction: str, answer: str) -> int | None:
+    """`run_eval.py` before #35 (commit ad758b6): 1, 0, or `None` when the prediction contains "yes" or "no" but
+    not the answer (not counted at all)."""
+    pred, gt = _llava_med_closed_pair(prediction, answer)
     if "yes" in pred or "no" in pred:
         return 1 if gt in pred else None
     return 0
+
+
+def llava_med_closed_hit_batch(prediction: str, answer: str) -> int:
+    """`run_eval_batch.py` (commit ad758b6): 1 when the normalised prediction contains the answer, else 0."""
+    pred, gt = _llava_med_closed_pair(prediction, answer)
+    return int(gt in pred)
 
 
 # --- strict ---------------------------------------------------------------------------------------------------
@@ -224,25 +256,30 @@ def normalize_answer_type(value: object, where: str = "") -> str:
 
 ITEM_METRICS = (
     "strict/accuracy", "strict/closed_accuracy", "strict/open_recall", "llava_med/closed_accuracy",
-    "llava_med/open_recall",
+    "llava_med/closed_accuracy_pre35", "llava_med/closed_accuracy_batch", "llava_med/open_recall",
 )  # fmt: skip
 
 
 def vqa_item_scores(prediction: str, answer: str, answer_type: str) -> dict[str, float]:
     """The scores of one item whose means over items are `vqa_metrics`' values of the same names.
 
-    Only the metrics that count the item are present: `strict/accuracy` always; `strict/closed_accuracy` and
-    `llava_med/closed_accuracy` (unless LLaVA-Med's rule leaves the item out, quirk 1) for a closed item;
-    `strict/open_recall` and `llava_med/open_recall` for an open one. Used for bootstrap intervals, paired
-    comparisons of two runs and per-subgroup scores.
+    Only the metrics that count the item are present: `strict/accuracy` always; `strict/closed_accuracy`,
+    `llava_med/closed_accuracy`, `llava_med/closed_accuracy_batch` and `llava_med/closed_accuracy_pre35`
+    (unless that rule leaves the item out) for a closed item; `strict/open_recall` and `llava_med/open_recall`
+    for an open one. Used for bootstrap intervals, paired comparisons of two runs and per-subgroup scores.
     """
     answer = str(answer)
     if normalize_answer_type(answer_type) == CLOSED:
         hit = strict_closed_match(prediction, answer)
-        scores = {"strict/accuracy": hit, "strict/closed_accuracy": hit}
-        llava_hit = llava_med_closed_hit(prediction, answer)
-        if llava_hit is not None:
-            scores["llava_med/closed_accuracy"] = float(llava_hit)
+        scores = {
+            "strict/accuracy": hit,
+            "strict/closed_accuracy": hit,
+            "llava_med/closed_accuracy": float(llava_med_closed_hit(prediction, answer)),
+            "llava_med/closed_accuracy_batch": float(llava_med_closed_hit_batch(prediction, answer)),
+        }
+        pre35 = llava_med_closed_hit_pre35(prediction, answer)
+        if pre35 is not None:
+            scores["llava_med/closed_accuracy_pre35"] = float(pre35)
         return scores
     pair = llava_med_normalize(prediction.lower()), llava_med_normalize(answer.lower())
     return {
@@ -276,7 +313,8 @@ def vqa_metrics(
     Returns:
         `dict[str, float]` named `<family>/<metric>`: `strict/closed_accuracy`, `strict/open_exact_match`,
         `strict/open_recall`, `strict/open_precision`, `strict/open_f1`, `strict/accuracy`,
-        `llava_med/closed_accuracy`, `llava_med/closed_counted`, `llava_med/open_recall`,
+        `llava_med/closed_accuracy`, `llava_med/closed_accuracy_pre35`, `llava_med/closed_counted_pre35`,
+        `llava_med/closed_accuracy_batch`, `llava_med/open_recall`,
         `llava_med/open_precision`, `llava_med/open_f1`, `llava_med/open_exact_match`, `llava_med/overall`, and
         `n_closed`, `n_open`. Scores are in 0..1; a score over no items is NaN.
     """
@@ -310,12 +348,15 @@ def vqa_metrics(
         out["strict/accuracy"] = _mean(closed_hits + open_exact)
 
     if "llava_med" in families:
-        hits = [h for h in (llava_med_closed_hit(p, a) for p, a in closed) if h is not None]
+        hits = [llava_med_closed_hit(p, a) for p, a in closed]
+        hits_pre35 = [h for h in (llava_med_closed_hit_pre35(p, a) for p, a in closed) if h is not None]
         # run_eval.py lower-cases and normalises once, then calculate_* normalise again.
         pairs = [(llava_med_normalize(p.lower()), llava_med_normalize(a.lower())) for p, a in open_]
         f1s = [llava_med_f1(p, a) for p, a in pairs]
         out["llava_med/closed_accuracy"] = _mean(hits)
-        out["llava_med/closed_counted"] = float(len(hits))
+        out["llava_med/closed_accuracy_pre35"] = _mean(hits_pre35)
+        out["llava_med/closed_counted_pre35"] = float(len(hits_pre35))
+        out["llava_med/closed_accuracy_batch"] = _mean([llava_med_closed_hit_batch(p, a) for p, a in closed])
         out["llava_med/open_recall"] = _mean([f[2] for f in f1s])
         out["llava_med/open_precision"] = _mean([f[1] for f in f1s])
         out["llava_med/open_f1"] = _mean([f[0] for f in f1s])
