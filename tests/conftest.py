@@ -148,3 +148,59 @@ def generation_spies():
         return generated, returned
 
     return spy
+
+
+@pytest.fixture(scope="session")
+def exact_resume(tmp_path_factory):
+    """`exact_resume(train, name, steps=4, save_steps=2, resume_at=2)`: the check every trainer's resume passes.
+
+    `train(output_dir, *flags)` runs a training module's `main` with its own fast flags (`--logging_steps 1`, no
+    final evaluation) plus `flags`. The run is trained `steps` steps uninterrupted, saving every `save_steps`; then
+    `checkpoint-<resume_at>` alone is copied into a fresh output_dir and training resumes from it with
+    `--resume_from_checkpoint true`. The losses logged after the resume point must equal the uninterrupted run's,
+    and so must the final saved weights (relative tolerance 1e-5: float32). `damage(folder)`, when given, also copies
+    the next checkpoint and damages it (an incomplete save), which the resume must skip. Returns both output
+    folders.
+    """
+    import json
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    def losses(folder) -> dict[int, float]:
+        history = json.loads((folder / "trainer_state.json").read_text())["log_history"]
+        return {row["step"]: row["loss"] for row in history if "loss" in row}
+
+    def weights(folder) -> dict[str, torch.Tensor]:
+        files = [path for path in sorted(folder.rglob("*.safetensors"))
+                 if not path.relative_to(folder).parts[0].startswith("checkpoint-")]  # fmt: skip
+        assert files, f"no saved weights in {folder}"
+        return {f"{path.relative_to(folder)}:{key}": value for path in files for key, value in load_file(path).items()}
+
+    def check(train, name: str, steps: int = 4, save_steps: int = 2, resume_at: int = 2, damage=None):
+        root = tmp_path_factory.mktemp(f"resume-{name}")
+        flags = ["--max_steps", str(steps), "--save_strategy", "steps", "--save_steps", str(save_steps)]
+        train(root / "full", *flags)
+        checkpoint = f"checkpoint-{resume_at}"
+        shutil.copytree(root / "full" / checkpoint, root / "resumed" / checkpoint)
+        if damage is not None:  # the next checkpoint, as a kill while it was being written leaves it
+            later = root / "resumed" / f"checkpoint-{resume_at + save_steps}"
+            shutil.copytree(root / "full" / later.name, later)
+            damage(later)
+        train(root / "resumed", *flags, "--resume_from_checkpoint", "true")
+
+        full, resumed = losses(root / "full"), losses(root / "resumed")
+        after = sorted(step for step in full if step > resume_at)
+        assert after and sorted(step for step in resumed if step > resume_at) == after
+        assert [resumed[step] for step in after] == pytest.approx([full[step] for step in after], rel=1e-5), (
+            f"losses after step {resume_at} differ from the uninterrupted run's"
+        )
+        expected, actual = weights(root / "full"), weights(root / "resumed")
+        assert actual.keys() == expected.keys()
+        for key, value in expected.items():
+            scale = float(value.abs().max()) if value.numel() and value.is_floating_point() else 0.0
+            torch.testing.assert_close(actual[key], value, rtol=1e-5, atol=1e-5 * scale, msg=f"final weight {key}")
+        return root / "full", root / "resumed"
+
+    return check

@@ -19,8 +19,14 @@ the Hub's HTTP API for the real clients (huggingface_hub, datasets, transformers
     HEAD|GET /[datasets/]{ns}/{name}/resolve/{rev}/{path}           (ETag, X-Repo-Commit, X-Linked-*; Range)
 
 Errors carry the Hub's `X-Error-Code` (`RepoNotFound`, `RevisionNotFound`, `EntryNotFound`) so the clients raise
-their usual exceptions. Requests without the server's token are anonymous: they cannot write, and private repos
-look missing to them, as on the Hub. Storage lives in a temporary folder.
+their usual exceptions. Requests without a token are anonymous: they cannot write, and private repos look missing
+to them, as on the Hub; a request with a wrong token gets the Hub's 401 "Invalid credentials in Authorization
+header", whatever it asks. Storage lives in a temporary folder.
+
+Faults for the tests of radtune's error handling (`HubServer(faults={...})` or `server.inject_fault(name, times)`):
+
+    drop-lfs-upload    an LFS upload (PUT /lfs-storage) is cut: the server reads part of the body, then closes the
+                       connection without answering
 
 Run it alone with `python tests/hub_server.py` (prints the URL and token), or in-process with `HubServer()`.
 """
@@ -31,6 +37,7 @@ import base64
 import hashlib
 import json
 import re
+import socket
 import tempfile
 import threading
 import time
@@ -49,6 +56,7 @@ _LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".parquet", ".a
 _LFS_MIN_SIZE = 10 * 1024 * 1024
 _GITATTRIBUTES = "".join(f"*{suffix} filter=lfs diff=lfs merge=lfs -text\n" for suffix in _LFS_SUFFIXES)
 _PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
+FAULTS = ("drop-lfs-upload",)
 
 
 def _git_oid(data: bytes) -> str:
@@ -170,8 +178,18 @@ class _QuietHandler(WSGIRequestHandler):
 class HubServer:
     """The server on 127.0.0.1, port 0 by default, in a daemon thread. Use as a context manager or call `close()`."""
 
-    def __init__(self, token: str = DEFAULT_TOKEN, storage: str | Path | None = None, port: int = 0):
+    def __init__(
+        self,
+        token: str = DEFAULT_TOKEN,
+        storage: str | Path | None = None,
+        port: int = 0,
+        faults: dict[str, int] | None = None,
+    ):
         self.token = token
+        self._faults: dict[str, int] = {}
+        self._faults_lock = threading.Lock()
+        for name, times in (faults or {}).items():
+            self.inject_fault(name, times)
         self._tmp = None if storage else tempfile.TemporaryDirectory(prefix="radtune-hub-")
         self.state = HubState(Path(storage or self._tmp.name))
         self.requests: list[tuple[str, str, int]] = []  # (method, path, status): what the clients called
@@ -191,6 +209,24 @@ class HubServer:
         self._server.server_close()
         if self._tmp is not None:
             self._tmp.cleanup()
+
+    def inject_fault(self, name: str, times: int = 1) -> None:
+        """Make the next `times` requests that `name` concerns fail that way (`times=0` clears it); see `FAULTS`."""
+        if name not in FAULTS:
+            raise ValueError(f"unknown fault {name!r}; choose from {', '.join(FAULTS)}")
+        with self._faults_lock:
+            self._faults[name] = times
+
+    def clear_faults(self) -> None:
+        with self._faults_lock:
+            self._faults.clear()
+
+    def _take_fault(self, name: str) -> bool:
+        with self._faults_lock:
+            if self._faults.get(name, 0) <= 0:
+                return False
+            self._faults[name] -= 1
+            return True
 
     def client_env(self, hf_home: str | Path) -> dict[str, str]:
         """The variables a client process needs, to be set before huggingface_hub is imported."""
@@ -213,6 +249,7 @@ class HubServer:
         request = Request(environ)
         raw_path = urlsplit(environ.get("REQUEST_URI") or environ.get("RAW_URI") or request.path).path
         try:
+            self._check_token(request)
             response = self._dispatch(request, raw_path)
         except HubHTTPError as error:
             response = Response(json.dumps({"error": error.message}), status=error.status, mimetype="application/json")
@@ -253,6 +290,12 @@ class HubServer:
     @staticmethod
     def _json(payload, status: int = 200) -> Response:
         return Response(json.dumps(payload), status=status, mimetype="application/json")
+
+    def _check_token(self, request: Request) -> None:
+        """A token that is not the server's is refused whatever the request, as the Hub does."""
+        header = request.headers.get("Authorization")
+        if header is not None and header != f"Bearer {self.token}" and request.path != "/api/agent-harnesses":
+            raise HubHTTPError(401, "Invalid credentials in Authorization header")
 
     def _authorised(self, request: Request) -> bool:
         return request.headers.get("Authorization") == f"Bearer {self.token}"
@@ -485,6 +528,12 @@ class HubServer:
         return Response(json.dumps({"transfer": "basic", "objects": objects}), mimetype="application/vnd.git-lfs+json")
 
     def _lfs_put(self, request: Request, oid: str) -> Response:
+        if self._take_fault("drop-lfs-upload"):
+            request.stream.read(1024)  # part of the upload, then the connection goes away without an answer
+            connection = request.environ["werkzeug.socket"]
+            connection.shutdown(socket.SHUT_RDWR)
+            self.requests.append((request.method, request.path, 0))
+            raise ConnectionAbortedError("fault injected: drop-lfs-upload")  # werkzeug: a dropped connection
         data = request.get_data()
         if hashlib.sha256(data).hexdigest() != oid:
             raise HubHTTPError(400, f"Uploaded content does not match sha256 {oid}")

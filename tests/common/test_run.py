@@ -14,7 +14,6 @@ from radtune.common.run import (
     evaluation_out_dir,
     load_run_splits,
     read_run_info,
-    resume_checkpoint,
     take_push_request,
 )
 
@@ -71,22 +70,6 @@ def test_split_errors_name_the_splits_there_are(dataset_dir, tmp_path):
     with pytest.raises(ValueError, match="has no 'messages' column; it has: text, id"):
         load_run_splits(RunArguments(dataset_name=str(dataset_dir)), _training_args(tmp_path),
                         required_columns=["messages"])  # fmt: skip
-
-
-def test_resume_checkpoint_values(tmp_path, capsys):
-    args = _training_args(tmp_path)
-    assert resume_checkpoint(args) is None
-    args.resume_from_checkpoint = "true"
-    assert resume_checkpoint(args) is None
-    assert "no checkpoint" in capsys.readouterr().out
-    for step in (5, 10):
-        (tmp_path / "run" / f"checkpoint-{step}").mkdir(parents=True)
-    assert resume_checkpoint(args) == str(tmp_path / "run" / "checkpoint-10")
-    args.resume_from_checkpoint = str(tmp_path / "run" / "checkpoint-5")
-    assert resume_checkpoint(args) == str(tmp_path / "run" / "checkpoint-5")
-    args.resume_from_checkpoint = str(tmp_path / "nowhere")
-    with pytest.raises(ValueError, match="no such checkpoint folder"):
-        resume_checkpoint(args)
 
 
 def test_push_request_is_taken_from_the_trainer_and_private_by_default(tmp_path):

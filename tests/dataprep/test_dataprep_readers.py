@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
-import json
 import os
 from pathlib import Path
 
@@ -23,7 +21,7 @@ from dataprep_layouts import (
 )
 
 from radtune.dataprep.readers import READERS
-from radtune.dataprep.records import MissingColumnError, SourceLayoutError, read_csv
+from radtune.dataprep.records import read_csv
 
 
 def read(name, root, **options):
@@ -49,13 +47,6 @@ def test_rocov2_both_unzip_layouts(tmp_path, nested):
     assert all(Path(r["image"]).is_file() for r in records)
 
 
-def test_rocov2_missing_caption_column_names_file_and_column(tmp_path):
-    root = make_rocov2(tmp_path)
-    write_text(root / "train_captions.csv", "ID,Text\nROCOv2_2023_train_000001,x\n")
-    with pytest.raises(MissingColumnError, match=r"train_captions\.csv.*'Caption'"):
-        read("rocov2", root)
-
-
 def test_roco_original_leading_space_and_multiline_caption(tmp_path):
     records = read("roco", make_roco_original(tmp_path))
     by_id = {r["id"]: r for r in records}
@@ -73,18 +64,6 @@ def test_roco_kaggle_layout_keeps_rows_whose_files_are_missing(tmp_path):
     missing = [r for r in records if not os.path.exists(r["image"])]
     assert [r["id"] for r in missing] == ["ROCO_00001"]  # the build counts it as missing_image
     assert records[1]["text"] == "CT image 2, with contrast."
-
-
-def test_roco_kaggle_wrong_columns(tmp_path):
-    root = make_roco_kaggle(tmp_path)
-    write_text(root / "all_data" / "train" / "radiologytraindata.csv", "id,file,caption\nROCO_1,a.jpg,x\n")
-    with pytest.raises(MissingColumnError, match=r"radiologytraindata\.csv.*'name'"):
-        read("roco", root)
-
-
-def test_roco_unknown_layout(tmp_path):
-    with pytest.raises(SourceLayoutError):
-        read("roco", tmp_path)
 
 
 def test_mimic_cxr_reports_labels_views_and_official_split(tmp_path):
@@ -115,21 +94,6 @@ def test_mimic_cxr_without_split_file_walks_the_files(tmp_path):
     assert len(records) == 5 and all(r["split"] is None for r in records)
 
 
-def test_mimic_cxr_missing_report_is_marked(tmp_path):
-    root = make_mimic(tmp_path)
-    (root / "files" / "p10" / "p10000764" / "s57375967.txt").unlink()
-    records = read("mimic-cxr", root)
-    assert records[3]["skip_reason"] == "missing_report"
-
-
-def test_mimic_cxr_bad_split_file(tmp_path):
-    root = make_mimic(tmp_path)
-    with gzip.open(root / "mimic-cxr-2.0.0-split.csv.gz", "wt") as handle:
-        handle.write("dicom_id,study_id,subject_id\n")
-    with pytest.raises(MissingColumnError, match=r"mimic-cxr-2\.0\.0-split\.csv\.gz.*'split'"):
-        read("mimic-cxr", root)
-
-
 @pytest.mark.parametrize("nested_png", [True, False], ids=["PNG/PNG", "PNG"])
 @pytest.mark.parametrize("index_column", [True, False], ids=["index-column", "no-index"])
 def test_chexpert_plus_jpg_paths_resolve_to_png_files(tmp_path, nested_png, index_column):
@@ -145,13 +109,6 @@ def test_chexpert_plus_jpg_paths_resolve_to_png_files(tmp_path, nested_png, inde
     assert records[1]["view"] == "Lateral"
     assert records[2]["text"] == "No acute disease." and records[2]["labels"] == ["No Finding"]
     assert records[3]["split"] == "valid"
-
-
-def test_chexpert_plus_missing_column(tmp_path):
-    root = make_chexpert_plus(tmp_path)
-    write_text(root / "df_chexpert_plus_240401.csv", "path_to_image,report\ntrain/p/s/v.jpg,x\n")
-    with pytest.raises(MissingColumnError, match=r"df_chexpert_plus_240401\.csv.*'deid_patient_id'"):
-        read("chexpert-plus", root)
 
 
 @pytest.mark.parametrize("kaggle", [False, True], ids=["images", "images_00N/images"])
@@ -191,13 +148,6 @@ def test_slake_english_only_by_default(tmp_path, validation_name):
     assert len(read("slake", root, languages="en,zh")) == 5
 
 
-def test_slake_missing_key(tmp_path):
-    root = make_slake(tmp_path)
-    write_text(root / "train.json", json.dumps([{"img_name": "xmlab1/source.jpg", "question": "q"}]))
-    with pytest.raises(MissingColumnError, match=r"train\.json.*'answer'"):
-        read("slake", root)
-
-
 def test_pathvqa_pickles(tmp_path):
     records = read("pathvqa", make_pathvqa(tmp_path))
     assert len(records) == 8
@@ -206,25 +156,7 @@ def test_pathvqa_pickles(tmp_path):
     assert records[0]["image"].endswith("pvqa/images/train/train_0422.jpg")
 
 
-def test_pathvqa_pickle_cannot_run_code(tmp_path):
-    import pickle
-
-    root = make_pathvqa(tmp_path)
-    with open(root / "pvqa" / "qas" / "train" / "train_qa.pkl", "wb") as handle:
-        pickle.dump([{"image": Path("x"), "question": "q", "answer": "a"}], handle)
-    with pytest.raises(pickle.UnpicklingError, match="refusing"):
-        read("pathvqa", root)
-
-
 def test_imagefolder_csv_detects_columns(tmp_path):
     records = read("imagefolder-csv", make_imagefolder_csv(tmp_path))
     assert len(records) == 9 and records[0]["text"] == "caption 0" and records[0]["patient_id"] == "P0"
     assert os.path.isfile(records[0]["image"])
-
-
-def test_imagefolder_csv_missing_text_column(tmp_path):
-    make_imagefolder_csv(tmp_path, rows=[("a.png", "P1")], header="file_name,patient_id")
-    with pytest.raises(MissingColumnError, match=r"metadata\.csv.*text column"):
-        read("imagefolder-csv", tmp_path)
-    with pytest.raises(MissingColumnError, match=r"metadata\.csv.*'caption_en'"):
-        read("imagefolder-csv", tmp_path, text_column="caption_en")

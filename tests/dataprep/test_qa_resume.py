@@ -1,4 +1,7 @@
-"""A run killed half-way (kill -9) and restarted makes exactly the requests that had not completed."""
+"""A run killed half-way (kill -9) and restarted makes exactly the requests that had not completed.
+
+Kills during the save, failure thresholds and the Hub push are in test_qa_atomic.py.
+"""
 
 from __future__ import annotations
 
@@ -58,8 +61,9 @@ def test_killed_run_resumes_with_exactly_the_missing_requests(tmp_path):
         process.wait()
         hold["after"] = None
         first_run = len(fake.chat_requests())
-        done = _completed(out / "qa_cache.sqlite")
+        done = _completed(tmp_path / "out.qa_cache.sqlite")  # the cache sits beside OUT_DIR, never inside
         assert process.returncode == -signal.SIGKILL
+        assert not out.exists()  # nothing is written to OUT_DIR until the dataset is complete
         assert 10 <= done < N_REPORTS  # really stopped half-way, with work committed
         assert first_run - done <= 2  # at most the requests in flight were lost
 

@@ -8,10 +8,11 @@ from collections.abc import Sequence
 import torch
 from transformers import Seq2SeqTrainer
 
+from radtune.common.checkpoints import CheckpointLoadingMixin
 from radtune.common.generation_eval import GenerationEval, GenerationEvalMixin
 
 
-class GenerationTrainer(GenerationEvalMixin, Seq2SeqTrainer):
+class GenerationTrainer(CheckpointLoadingMixin, GenerationEvalMixin, Seq2SeqTrainer):
     """A `Seq2SeqTrainer` whose evaluation generates from `generation_input_names` only.
 
     `Seq2SeqTrainer` passes every batch key to `generate`. BLIP reads the caption as `input_ids`, so generation

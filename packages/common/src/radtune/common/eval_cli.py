@@ -294,13 +294,16 @@ def label(reports: Path, text_column: str, id_column: str, out: Path | None) -> 
 
     from radtune.common.labeler import OBSERVATIONS, label_report
 
-    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    with reports.open(encoding="utf-8", newline="") as file:
-        reader = csv.DictReader(file)
-        columns = reader.fieldnames or []
-        if text_column not in columns:
-            raise _fail(f"{reports}: no column {text_column!r} (columns: {', '.join(columns) or 'none'})")
-        rows = list(reader)
+    limit = csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # whole reports in one field; the limit is global
+    try:
+        with reports.open(encoding="utf-8", newline="") as file:
+            reader = csv.DictReader(file)
+            columns = reader.fieldnames or []
+            if text_column not in columns:
+                raise _fail(f"{reports}: no column {text_column!r} (columns: {', '.join(columns) or 'none'})")
+            rows = list(reader)
+    finally:
+        csv.field_size_limit(limit)
     header = ([id_column] if id_column in columns else []) + list(OBSERVATIONS)
     counts = {name: {1.0: 0, 0.0: 0, -1.0: 0} for name in OBSERVATIONS}
     handle = out.open("w", encoding="utf-8", newline="") if out else sys.stdout

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from huggingface_hub import CommitOperationAdd, HfApi, constants, hf_hub_download, snapshot_download
@@ -61,6 +61,7 @@ class PushResult:
     repo_url: str
     commit_url: str
     private: bool | None
+    left_out: list[str] = field(default_factory=list)  # per-item files of a credentialed run, not pushed
 
 
 def _describe(repo_id: str, repo_type: str, revision: str | None) -> str:
@@ -97,12 +98,31 @@ def hub_errors(repo_id: str, repo_type: str = "model", revision: str | None = No
         raise HubError(f"'{repo_id}' is neither an existing local path nor a valid Hub repo id: {error}") from error
     except HfHubHTTPError as error:
         status = error.response.status_code if error.response is not None else "?"
-        hint = " Is HF_TOKEN set (or `hf auth login` done) with write access?" if status in (401, 403) else ""
+        hint = ""
+        if status in (401, 403):
+            access = "write" if _request_method(error) in ("POST", "PUT", "PATCH", "DELETE") else "read"
+            hint = f" Is HF_TOKEN set (or `hf auth login` done) with a valid token that has {access} access to it?"
         raise HubError(
             f"the Hub refused a request for {repo} (HTTP {status}): {error.server_message or error}.{hint}"
         ) from error
     except TransportError as error:
         raise HubError(f"could not reach the Hub at {constants.ENDPOINT} for {repo}: {error}") from error
+    except RuntimeError as error:
+        # huggingface_hub wraps a failed LFS upload (a dropped connection, a refused part) in a bare RuntimeError.
+        cause = error.__cause__
+        if isinstance(error, HubError) or not isinstance(cause, (TransportError, HfHubHTTPError)):
+            raise
+        raise HubError(
+            f"{str(error).rstrip('.')} ({type(cause).__name__}: {str(cause).rstrip('.')}); nothing was committed to "
+            f"{repo}: run the same command again (files already uploaded are not sent twice)"
+        ) from error
+
+
+def _request_method(error: HfHubHTTPError) -> str:
+    try:
+        return error.response.request.method.upper()
+    except (AttributeError, RuntimeError):  # httpx raises RuntimeError for a response built without a request
+        return ""
 
 
 def _check_repo_type(repo_type: str) -> None:
@@ -289,8 +309,14 @@ def push_folder(
     license: str = "other",
     tags: list[str] | None = None,
     ignore_patterns: Sequence[str] = DEFAULT_IGNORE,
+    allow_credentialed_public: bool = False,
 ) -> PushResult:
     """Push a model, adapter or dataset folder to the Hub in one commit.
+
+    Credentialed data (see `radtune.common.credentialed`) is checked before any request: a marked dataset goes
+    only to a private repo, a marked run goes public only with `allow_credentialed_public`, and a marked run's
+    per-item files (`evaluation_results.csv`, …) are left out (`PushResult.left_out` lists them). An existing
+    public repo counts as public.
 
     For models and adapters a model card is generated (see `radtune.common.model_card.build_model_card`), checked
     by the Hub's YAML validator, and committed as `README.md`; the folder itself is never modified.
@@ -307,14 +333,23 @@ def push_folder(
         base_model, datasets, license, tags: passed to `build_model_card`.
         ignore_patterns (`Sequence[str]`, *optional*): glob patterns of files left out; defaults to git and cache
             folders and the Trainer's `checkpoint-*` folders.
+        allow_credentialed_public (`bool`, *optional*, defaults to `False`): let a run trained on credentialed data
+            go to a public repo (still without its per-item files).
 
     Returns:
-        `PushResult`: the repo URL, the commit URL and the repo's visibility.
+        `PushResult`: the repo URL, the commit URL, the repo's visibility and the files left out.
+
+    Raises:
+        `CredentialedPublishError` (a `HubError`): the push would make credentialed data public.
     """
+    from radtune.common.credentialed import CredentialedPublishError, check_publish, left_out
+
     _check_repo_type(repo_type)
     folder = Path(folder)
     if not folder.is_dir():
         raise HubError(f"folder to push not found: {folder}")
+    rule = check_publish(folder, repo_type=repo_type, private=private, allow_public=allow_credentialed_public)
+    ignore_patterns = [*ignore_patterns, *rule.leave_out]
     operations = _folder_operations(folder, ignore_patterns)
     if not operations:
         raise HubError(f"nothing to push: {folder} holds no files")
@@ -334,6 +369,11 @@ def push_folder(
     api = HfApi()
     with hub_errors(repo_id, repo_type, revision):
         repo_url = api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+        if rule.private_only and not api.repo_info(repo_url.repo_id, repo_type=repo_type).private:
+            raise CredentialedPublishError(
+                f"{repo_url.repo_id} already exists and is public, and {folder} holds credentialed data: nothing was "
+                "pushed. Push to a private repo (a new name, or make this one private first)."
+            )
         commit = api.create_commit(
             repo_url.repo_id,
             operations,
@@ -342,7 +382,8 @@ def push_folder(
             revision=revision,
         )
         info = api.repo_info(repo_url.repo_id, repo_type=repo_type)
-    return PushResult(repo_url=str(repo_url), commit_url=commit.commit_url, private=info.private)
+    return PushResult(repo_url=str(repo_url), commit_url=commit.commit_url, private=info.private,
+                      left_out=left_out(folder, rule.leave_out) if rule.leave_out else [])  # fmt: skip
 
 
 def pull(

@@ -54,6 +54,12 @@ Examples:
 )
 @click.option("--no-card", is_flag=True, help="Do not generate README.md (models and adapters only).")
 @click.option("-m", "--message", help="Commit message.")
+@click.option(
+    "--allow-credentialed-public",
+    is_flag=True,
+    help="With --public: publish a run trained on credentialed data (MIMIC-CXR, CheXpert Plus) anyway; its "
+    "per-item files (evaluation_results.csv, ...) still stay here. Credentialed datasets are never public.",
+)
 def push(
     folder: Path,
     repo_id: str,
@@ -66,11 +72,14 @@ def push(
     tags: tuple[str, ...],
     no_card: bool,
     message: str | None,
+    allow_credentialed_public: bool,
 ) -> None:
     """Push FOLDER (a saved model, adapter or dataset) to the Hub repo REPO_ID, in one commit.
 
     Models and adapters get a generated model card (README.md) with base_model, datasets, library_name, license,
     tags and, when FOLDER has a metrics.json, model-index evaluation results. The repo is private unless --public.
+    Credentialed data (MIMIC-CXR, CheXpert Plus builds and anything derived) is never pushed public; a run trained
+    on it only with --allow-credentialed-public, and never with its per-item files.
     """
     from radtune.common.hub import HubError, push_folder
 
@@ -87,9 +96,13 @@ def push(
             datasets=list(datasets) or None,
             license=license_,
             tags=list(tags),
+            allow_credentialed_public=allow_credentialed_public,
         )
     except HubError as error:
         raise click.ClickException(str(error)) from error
+    if result.left_out:
+        click.echo(f"notice: left out {', '.join(result.left_out)}: per-item results of credentialed data stay "
+                   "here", err=True)  # fmt: skip
     visibility = {True: "private", False: "public", None: "visibility unknown"}[result.private]
     click.echo(f"pushed {folder} to {result.repo_url} ({visibility})")
     click.echo(f"commit: {result.commit_url}")

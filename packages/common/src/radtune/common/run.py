@@ -139,10 +139,12 @@ def load_run_splits(
         `ValueError`: the train split is missing, a required column is missing, or evaluation during training is on
         and the dataset has neither the eval nor the test split (the message lists the splits it has).
     """
+    from radtune.common.credentialed import dataset_marks
     from radtune.common.datasets_io import load_dataset_any
     from radtune.common.generation_eval import choose_eval_split
 
     dataset = load_dataset_any(script_args.dataset_name)
+    dataset_marks(script_args.dataset_name, dataset)  # remembered for run_info's `credentialed` mark
     name, have = script_args.dataset_name, ", ".join(dataset)
     if script_args.dataset_train_split not in dataset:
         raise ValueError(f"dataset_train_split {script_args.dataset_train_split!r} is not a split of {name}; "
@@ -178,25 +180,34 @@ def load_run_splits(
 def resume_checkpoint(training_args) -> str | None:
     """The checkpoint to resume from, as `--resume_from_checkpoint` asks.
 
-    `true` or `last`: the newest complete `checkpoint-*` in `output_dir` (none yet: start fresh, with a notice);
-    a path: that checkpoint (it must exist); unset, `false` or `none`: start fresh.
+    `true` or `last`: the newest complete `checkpoint-*` in `output_dir`; an incomplete one (a run killed while
+    writing it: no `trainer_state.json`, missing or truncated weights) is skipped with a one-line notice in favour of
+    the previous complete one; none: start fresh, with a notice. A path: that checkpoint (it must exist and be
+    complete). Unset, `false` or `none`: start fresh.
 
     Raises:
-        `ValueError`: a checkpoint path that does not exist.
+        `ValueError`: a checkpoint path that does not exist or is incomplete.
     """
-    from transformers.trainer_utils import get_last_checkpoint
+    from radtune.common.checkpoints import checkpoint_problem, checkpoints_newest_first
 
     value = training_args.resume_from_checkpoint
     if value is None or str(value).strip().lower() in ("", "false", "none"):
         return None
     if str(value).strip().lower() in ("true", "last"):
         folder = training_args.output_dir
-        checkpoint = get_last_checkpoint(folder) if os.path.isdir(folder) else None
-        if checkpoint is None:
-            print(f"notice: no checkpoint in {folder} to resume from; training starts from the beginning")
-        return checkpoint
+        for checkpoint in checkpoints_newest_first(folder):
+            problem = checkpoint_problem(checkpoint)
+            if problem is None:
+                return str(checkpoint)
+            print(f"notice: skipping incomplete {checkpoint} ({problem}: killed while saving?)")
+        print(f"notice: no complete checkpoint in {folder} to resume from; training starts from the beginning")
+        return None
     if not os.path.isdir(value):
         raise ValueError(f"resume_from_checkpoint: no such checkpoint folder: {value}")
+    problem = checkpoint_problem(value)
+    if problem is not None:
+        raise ValueError(f"resume_from_checkpoint: {value} is incomplete ({problem}); pass an earlier checkpoint, or "
+                         "`last` for the newest complete one")  # fmt: skip
     return str(value)
 
 
@@ -269,8 +280,12 @@ def run_info(task: str, script_args: RunArguments, training_args, base_model: st
         training_args: seed, output folder.
         base_model (`str`, *optional*): the model the run started from (an adapter's base).
         facts: task-specific facts (`architecture`, `text_column`, `quantization`, `use_peft`, `max_new_tokens`, …).
+
+    `credentialed` is true when the dataset is (MIMIC-CXR, CheXpert Plus, or derived from them: see
+    `radtune.common.credentialed`); publishing reads it.
     """
     from radtune.common.cli import radtune_distributions
+    from radtune.common.credentialed import dataset_marks
 
     return {
         "task": task,
@@ -280,6 +295,7 @@ def run_info(task: str, script_args: RunArguments, training_args, base_model: st
         "test_split": script_args.dataset_test_split,
         "image_column": script_args.image_column,
         "seed": training_args.seed,
+        "credentialed": bool(dataset_marks(script_args.dataset_name)),
         **facts,
         "radtune": radtune_distributions(),
     }
@@ -328,7 +344,14 @@ def log_test_metrics(trainer, metrics: Mapping[str, Any]) -> None:
 def publish_run(output_dir: str | Path, request: PushRequest | None, *, base_model: str | None,
                 dataset_name: str | None = None, tags: list[str] | None = None) -> None:  # fmt: skip
     """Write the run's model card (`README.md`; its `datasets:` names `dataset_name` when that is a Hub repo) and,
-    when a push was asked, publish the folder (private by default), printing where it went."""
+    when a push was asked, publish the folder (private by default), printing where it went.
+
+    A run whose `run_info.json` is marked `credentialed` is never pushed public from here (the error says how to
+    push it) and its per-item files (`evaluation_results.csv`, …) are left out, with a notice.
+
+    Raises:
+        `CredentialedPublishError` (a `HubError`): a public push of a credentialed run.
+    """
     from radtune.common.model_card import build_model_card, is_hub_id
 
     output_dir = Path(output_dir)
@@ -339,10 +362,19 @@ def publish_run(output_dir: str | Path, request: PushRequest | None, *, base_mod
         output_dir / "README.md"
     )
     if request is not None:
+        from radtune.common.credentialed import CredentialedPublishError, run_is_credentialed
         from radtune.common.hub import push_folder
 
+        if not request.private and run_is_credentialed(output_dir):
+            raise CredentialedPublishError(
+                f"{output_dir} was trained on credentialed data: it is saved but was not pushed public. Push it with "
+                f"`radtune hub push {output_dir} {request.repo_id}` (private), or add `--public "
+                "--allow-credentialed-public` if its data use agreement allows a public model."
+            )
         result = push_folder(output_dir, request.repo_id, private=request.private, base_model=base_model,
                              datasets=datasets, tags=tags)  # fmt: skip
+        if result.left_out:
+            print(f"notice: left out {', '.join(result.left_out)}: per-item results of credentialed data stay here")
         print(f"pushed {output_dir} to {result.repo_url} (private: {result.private})")
 
 

@@ -16,6 +16,7 @@ import torch
 from transformers import Trainer, TrainerCallback
 from transformers.trainer import TRAINING_ARGS_NAME
 
+from radtune.common.checkpoints import CheckpointLoadingMixin
 from radtune.contrastive.dual_encoder import DualEncoderModel
 from radtune.contrastive.losses import MAX_LOGIT_SCALE, InfoNCELoss, clamp_logit_scale_
 from radtune.contrastive.modeling import is_head_parameter
@@ -29,7 +30,7 @@ class LogitScaleClampCallback(TrainerCallback):
             clamp_logit_scale_(model.logit_scale, MAX_LOGIT_SCALE)
 
 
-class ContrastiveTrainer(Trainer):
+class ContrastiveTrainer(CheckpointLoadingMixin, Trainer):
     """A `Trainer` whose loss is a contrastive loss module over the model's normalised embeddings.
 
     Args:
@@ -98,3 +99,8 @@ class ContrastiveTrainer(Trainer):
         if not isinstance(model, DualEncoderModel):
             return super()._load_from_checkpoint(resume_from_checkpoint, model)
         model.load_state_dict(DualEncoderModel.from_pretrained(resume_from_checkpoint).state_dict())
+
+    def _load_best_model(self):
+        if not isinstance(self.model, DualEncoderModel):
+            return super()._load_best_model()
+        self._load_from_checkpoint(self.state.best_model_checkpoint)

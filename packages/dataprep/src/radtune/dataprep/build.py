@@ -15,7 +15,8 @@ The steps, each streaming through Arrow files so memory stays flat however large
    patient leakage across splits;
 4. the shards become a `save_to_disk` folder (`image_pass.finish_splits`) in a temporary folder beside the
    output, with `build_report.json` and the dataset card `README.md`, and the folder is renamed into place only
-   at the very end: an interrupted or failed build leaves nothing behind.
+   at the very end: a failed build leaves nothing behind, and the staging folder of a killed one (its workers die
+   with it) is removed, and named, by the next build into the same output (`remove_stale_staging`).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def _record_features():
     features = {"image_path": Value("string"), "image_bytes": Value("binary")}
     features.update({name: Value("string") for name in STRING_FIELDS})
     features.update({name: List(Value("string")) for name in LIST_FIELDS})
-    features.update({"split": Value("string"), "skip_reason": Value("string")})
+    features.update({"split": Value("string"), "skip_reason": Value("string"), "skip_detail": Value("string")})
     return Features(features)
 
 
@@ -86,13 +87,25 @@ def generate_records(
         row["source"] = source_name
         row["license"] = row["license"] or default_license
         row["split"] = normalise_split_name(record.get("split"))
-        reason = record.get("skip_reason")
+        reason, detail = record.get("skip_reason"), record.get("skip_detail")
+        if reason is None:
+            field = next((name for name in (*STRING_FIELDS, *LIST_FIELDS) if _holds_nul(row[name])), None)
+            if field is not None:
+                # A NUL byte is a damaged file, never text: counted, not kept (nor silently removed).
+                reason, detail = "invalid_text", f"field '{field}' holds a NUL byte (U+0000)"
         if reason is None and any(not (row.get(field) or "").strip() for field in reader.required_text):
             reason = "empty_text"
         if reason is None and image is None:
             reason = "missing_image"
         row["skip_reason"] = reason
+        row["skip_detail"] = detail
         yield row
+
+
+def _holds_nul(value) -> bool:
+    if isinstance(value, list):
+        return any("\x00" in item for item in value)
+    return value is not None and "\x00" in value
 
 
 def _write_records(path: Path, rows: Iterator[dict]) -> int:
@@ -184,9 +197,12 @@ def build_dataset(
     started = time.time()
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    work = out_dir.parent / f".{out_dir.name}.building-{uuid.uuid4().hex[:8]}"
+    stale = remove_stale_staging(out_dir)
+    work = out_dir.parent / f"{staging_prefix(out_dir)}{uuid.uuid4().hex[:8]}"
     work.mkdir()
+    lock = None
     try:
+        lock = _hold_staging_lock(work)
         # Records
         records_path = work / "records.arrow"
         rows = generate_records(source, str(src_dir), dict(reader_options or {}), info.name, info.license)
@@ -236,7 +252,9 @@ def build_dataset(
             "command": command,
             "radtune_dataprep_version": __version__,
             "phantom": marker,
+            "credentialed": info.credentialed,
             "max_side": max_side,
+            "stale_staging_removed": stale,
             "records_read": total,
             "skipped_total": len(skipped_items),
             "skip_fraction": round(skip_fraction, 6),
@@ -293,6 +311,75 @@ def build_dataset(
         return report
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        if lock is not None:
+            lock.close()
+
+
+# A build holds an exclusive `flock` on this file of its staging folder until it ends; its forked workers inherit the
+# lock and die with it (see `image_pass`), so a staging folder whose lock can be taken was left by a killed build.
+STAGING_LOCK = ".lock"
+# A staging folder without its lock file is only that young while its build is starting.
+_UNLOCKED_GRACE_S = 60
+
+
+def staging_prefix(out_dir: str | Path) -> str:
+    """The name prefix of the staging folders of builds into `out_dir` (they lie beside it)."""
+    return f".{Path(out_dir).name}.building-"
+
+
+def _hold_staging_lock(work: Path):
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock, and stale folders are left alone
+        return None
+    handle = open(work / STAGING_LOCK, "w")  # noqa: SIM115 - held until the build ends
+    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return handle
+
+
+def _is_abandoned(folder: Path) -> bool:
+    import fcntl
+
+    lock_path = folder / STAGING_LOCK
+    if not lock_path.is_file():
+        return time.time() - folder.stat().st_mtime > _UNLOCKED_GRACE_S
+    with open(lock_path) as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # a build (or its workers) still running
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return True
+
+
+def remove_stale_staging(out_dir: str | Path) -> list[str]:
+    """Remove the staging folders that killed builds into `out_dir` left beside it, and name them on stderr.
+
+    A folder another build is still using (its lock held) is left alone.
+
+    Returns:
+        `list[str]`: the names of the folders removed.
+    """
+    try:
+        import fcntl  # noqa: F401
+    except ImportError:
+        return []
+    out_dir = Path(out_dir)
+    removed = []
+    for folder in sorted(out_dir.parent.glob(f"{staging_prefix(out_dir)}*")):
+        try:
+            if not folder.is_dir() or not _is_abandoned(folder):
+                continue
+            size = sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+        except OSError:  # removed meanwhile by another build
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder.name)
+        print(
+            f"removed {folder} ({size / 2**20:.1f} MB), left by an interrupted build of {out_dir.name}",
+            file=sys.stderr,
+        )
+    return removed
 
 
 def _max_shard_bytes() -> int:
@@ -311,9 +398,19 @@ def _move_into_place(staged: Path, out_dir: Path, work: Path) -> None:
 
 
 def default_command() -> str:
-    """The command line of this process, for the report and the card."""
+    """The command line of this process, for the report and the card (passwords inside URLs redacted)."""
+    from radtune.dataprep.qa.privacy import redact_url_credentials
+
     args = [Path(sys.argv[0]).name, *sys.argv[1:]] if sys.argv else []
-    return " ".join(args)
+    return redact_url_credentials(" ".join(args))
 
 
-__all__ = ["BuildError", "TooManySkipsError", "build_dataset", "REPORT_NAME", "failed_report_path"]
+__all__ = [
+    "BuildError",
+    "TooManySkipsError",
+    "build_dataset",
+    "REPORT_NAME",
+    "failed_report_path",
+    "remove_stale_staging",
+    "staging_prefix",
+]

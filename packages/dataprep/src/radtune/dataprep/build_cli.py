@@ -51,7 +51,8 @@ def push_dataset(directory: str | Path, repo_id: str, private: bool = True) -> s
 
     The card (`README.md`) and `build_report.json` are committed first; `DatasetDict.push_to_hub` then writes
     `data/<split>-*.parquet` and merges `dataset_info` into that card, so `load_dataset(repo_id)` works and the
-    card's own text and metadata stay.
+    card's own text and metadata stay. Credentialed data (a MIMIC-CXR or CheXpert Plus build, a QA export of one)
+    goes only to a private repo: a public one, or an existing public repo, is refused before anything is uploaded.
 
     Args:
         directory (`str` or `Path`): a folder written by `radtune data build`.
@@ -60,13 +61,18 @@ def push_dataset(directory: str | Path, repo_id: str, private: bool = True) -> s
 
     Returns:
         `str`: the repo URL.
+
+    Raises:
+        `CredentialedPublishError` (a `HubError`): a public push of credentialed data.
     """
     from huggingface_hub import CommitOperationAdd, HfApi
 
+    from radtune.common.credentialed import CredentialedPublishError, check_publish
     from radtune.common.hub import hub_errors
 
     directory = Path(directory)
     dataset = _load_local(directory)
+    rule = check_publish(directory, repo_type="dataset", private=private)
     operations = [
         CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(directory / name))
         for name in ("README.md", "build_report.json")
@@ -75,6 +81,11 @@ def push_dataset(directory: str | Path, repo_id: str, private: bool = True) -> s
     api = HfApi()
     with hub_errors(repo_id, "dataset"):
         url = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        if rule.private_only and not api.repo_info(url.repo_id, repo_type="dataset").private:
+            raise CredentialedPublishError(
+                f"{url.repo_id} already exists and is public, and {directory} is credentialed data: nothing was "
+                "pushed. Push to a private repo (a new name, or make this one private first)."
+            )
         if operations:
             api.create_commit(
                 repo_id, operations, commit_message="Add dataset card and build report", repo_type="dataset"
@@ -135,7 +146,14 @@ def build(
     """
     from .build import BuildError, build_dataset
     from .records import MissingColumnError, SourceLayoutError
+    from .sources import resolve_source
     from .splits import PatientLeakageError, parse_ratios
+
+    if push_to_hub and not private and _credentialed_source(resolve_source, source, src_dir):
+        raise click.ClickException(
+            f"{source} is credentialed data: its data use agreement forbids a public copy. Leave out --public to "
+            "push it to a private repo."
+        )
 
     try:
         ratios = parse_ratios(split_ratios)
@@ -177,6 +195,13 @@ def build(
         click.echo(f"Pushing to {push_to_hub} ({'private' if private else 'public'}) ...")
         url = _push_or_fail(out_dir, push_to_hub, private)
         click.echo(f"Pushed: {url}")
+
+
+def _credentialed_source(resolve_source, source: str, src_dir: Path) -> bool:
+    try:
+        return resolve_source(source, src_dir)[0].credentialed
+    except (OSError, ValueError):  # a malformed phantom marker: the build itself says what is wrong
+        return False
 
 
 def _push_or_fail(directory: Path, repo_id: str, private: bool) -> str:

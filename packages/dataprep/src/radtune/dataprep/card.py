@@ -30,6 +30,8 @@ def card_metadata(info: SourceInfo, splits: dict[str, int]) -> dict:
             metadata["license_name"] = info.license_name
         if info.license_link:
             metadata["license_link"] = info.license_link
+    if info.credentialed:
+        metadata["credentialed"] = True  # radtune's mark: nothing derived goes public (radtune.common.credentialed)
     if info.task_categories:
         metadata["task_categories"] = list(info.task_categories)
     metadata["language"] = ["en"]

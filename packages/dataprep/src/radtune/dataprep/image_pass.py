@@ -12,7 +12,7 @@ few shards that hold one, then names the shards and writes the metadata `load_fr
 
 The build process decodes the first range itself and forks one process per other range (no re-import; the
 records file is memory-mapped, not copied); they report progress through shared counters and stop early when
-another one has failed.
+another one has failed. A worker dies with the build process, even when that is killed outright (`_die_with_parent`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,10 @@ import dataclasses
 import json
 import multiprocessing
 import os
+import signal
 import sys
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from pathlib import Path
@@ -90,8 +93,9 @@ class RangeResult:
 def _prepare_batch(batch: dict, max_side: int | None, max_pixels: int) -> dict:
     """Prepare the images of a batch of records (columns as lists); a bad image gets a skip reason, never raises."""
     images, details, hashes, reasons = [], [], [], []
-    for path, data, reason in zip(batch["image_path"], batch["image_bytes"], batch["skip_reason"], strict=False):
-        image = detail = digest = None
+    columns = (batch["image_path"], batch["image_bytes"], batch["skip_reason"], batch["skip_detail"])
+    for path, data, reason, detail in zip(*columns, strict=True):
+        image = digest = None
         if reason is None:
             try:
                 prepared = prepare_image(data if data is not None else path, max_side=max_side, max_pixels=max_pixels)
@@ -197,9 +201,44 @@ def process_range(
     return result
 
 
-def _init_worker(progress, stop) -> None:
+def _init_worker(progress, stop, parent: int) -> None:
     global _PROGRESS, _STOP
     _PROGRESS, _STOP = progress, stop
+    _die_with_parent(parent)
+
+
+# prctl(2) option: the signal the kernel sends this process when the thread that created it ends.
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int) -> None:
+    """End this worker as soon as the build process `parent` ends, however it ends.
+
+    A killed build (SIGKILL, an out-of-memory kill) runs no clean-up, and `ProcessPoolExecutor`'s workers would go on
+    decoding for nobody. On Linux the kernel does it: `prctl(PR_SET_PDEATHSIG, SIGKILL)` has the worker killed the
+    moment its parent ends, even while it is deep in a decoder holding the GIL, at no cost while the parent lives.
+    Elsewhere (or if the call fails) a daemon thread polls `os.getppid()` twice a second: the parent ended when the
+    worker was re-parented. Either way the check after setting it up catches a parent that ended before.
+    """
+    armed = False
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            armed = libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            armed = False
+    if not armed:
+
+        def watch() -> None:
+            while os.getppid() == parent:
+                time.sleep(0.5)
+            os._exit(1)
+
+        threading.Thread(target=watch, name="watch-build-process", daemon=True).start()
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def run_image_pass(task: ImagePass, total: int, num_proc: int = 1) -> list[RangeResult]:
@@ -228,7 +267,7 @@ def run_image_pass(task: ImagePass, total: int, num_proc: int = 1) -> list[Range
         context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else None)
         progress, stop = context.RawArray("q", workers), context.RawValue("b", 0)
         with ProcessPoolExecutor(
-            workers - 1, mp_context=context, initializer=_init_worker, initargs=(progress, stop)
+            workers - 1, mp_context=context, initializer=_init_worker, initargs=(progress, stop, os.getpid())
         ) as pool:
             futures = [pool.submit(process_range, task, w, bounds[w], bounds[w + 1]) for w in range(1, workers)]
 

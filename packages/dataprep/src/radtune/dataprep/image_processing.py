@@ -24,14 +24,22 @@ try:
 except ImportError:  # an environment installed before zlib-ng became a dependency: a valid PNG all the same
     import zlib
 
-from radtune.common.images import ImageLoadError, load_image
+from radtune.common.images import DEFAULT_MAX_PIXELS, ImageLoadError, ImageTooLargeError, load_image
 
-# PIL's own decompression-bomb threshold (about 89 megapixels): a radiograph is far below it.
-DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 _GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 _KEEP_FORMATS = {"JPEG": "JPEG", "PNG": "PNG"}
 
-SKIP_REASONS = ("missing_image", "unreadable_image", "truncated_image", "oversized_image", "empty_text")
+# Why a record is skipped: its image (here), or its text (the build and the readers: `empty_text`, `invalid_text`
+# for text that is not UTF-8 or holds NUL bytes, `missing_report`).
+SKIP_REASONS = (
+    "missing_image",
+    "unreadable_image",
+    "truncated_image",
+    "oversized_image",
+    "empty_text",
+    "invalid_text",
+    "missing_report",
+)
 
 
 class ImageSkip(Exception):
@@ -138,7 +146,8 @@ def prepare_image(
     file_size = None
     try:
         if is_dicom:
-            image = load_image(data, mode=None)
+            # Rows × Columns × frames are checked from the header before the pixels are decoded (or inflated).
+            image = load_image(data, mode=None, max_pixels=max_pixels)
         else:
             image = Image.open(io.BytesIO(data))
             original_format = image.format
@@ -151,6 +160,8 @@ def prepare_image(
             image.load()
     except ImageSkip:
         raise
+    except ImageTooLargeError as error:
+        raise ImageSkip("oversized_image", f"{name}: {str(error).removeprefix('<bytes>: ')}") from None
     except Image.DecompressionBombError as error:
         raise ImageSkip("oversized_image", f"{name}: {error}") from None
     except (ImageLoadError, OSError, SyntaxError, ValueError) as error:

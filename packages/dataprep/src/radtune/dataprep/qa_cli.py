@@ -13,6 +13,7 @@ stays instant.
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import click
@@ -100,7 +101,8 @@ Examples:
     "cache_path",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="SQLite cache of completed requests [OUT_DIR/qa_cache.sqlite]; a rerun resumes from it.",
+    help="SQLite cache of completed requests, outside OUT_DIR [OUT_DIR.qa_cache.sqlite]; a rerun resumes from it "
+    "and asks only what failed or was never asked.",
 )
 @click.option("--batch-api", is_flag=True, help="Use the Batch API (half price, results within 24 h).")
 @click.option(
@@ -121,31 +123,54 @@ Examples:
 @click.option(
     "--allow-credentialed-upload",
     is_flag=True,
-    help="Send a credentialed dataset (MIMIC-CXR, CheXpert Plus) to OpenAI's public API anyway.",
+    help="Send a credentialed dataset (MIMIC-CXR, CheXpert Plus) to an endpoint other than loopback, a private "
+    "address or Azure OpenAI (*.openai.azure.com) anyway.",
 )
 @click.option(
     "--push-to-hub", "push_to_hub", metavar="REPO_ID", default=None, help="Push the QA dataset to this repo."
 )
 @click.option("--private/--public", default=True, show_default=True, help="Visibility of a repo created by the push.")
-@click.option("--overwrite", is_flag=True, help="Replace a QA dataset already saved in OUT_DIR (the cache stays).")
+@click.option(
+    "--max-failure-fraction",
+    type=click.FloatRange(0, 1),
+    default=0.05,
+    show_default=True,
+    help="Fail, writing nothing to OUT_DIR, when a larger fraction of the reports fail (API errors, invalid "
+    "answers, empty reports); a rerun retries only the failed ones.",
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace OUT_DIR if it exists, once the new dataset is complete (the cache stays).",
+)
 @click.option("--balance/--no-balance", default=True, show_default=True,
               help="rules: drop yes/no pairs until every closed question is answered Yes as often as No in each "
               "split, so the majority answer scores 50% and accuracy above it needs the image.")  # fmt: skip
 def qa(
     dataset, out_dir, generator, n_per_report, splits, limit, conversation, form, uncertain, model, provider,
     base_url, api_key_env, api_version, concurrency, max_retries, timeout, temperature, cache_path, batch_api,
-    poll_interval, price_input, price_output, price_table, allow_credentialed_upload, push_to_hub, private, overwrite,
-    balance,
+    poll_interval, price_input, price_output, price_table, allow_credentialed_upload, push_to_hub, private,
+    max_failure_fraction, overwrite, balance,
 ):  # fmt: skip
     """Generate question–answer pairs from the reports of DATASET and save them to OUT_DIR for TRL.
 
     DATASET is a `radtune data build` folder or a Hub repo with report text (`text`, or `findings` and
-    `impression`). Credentialed data (MIMIC-CXR, CheXpert Plus) is refused for OpenAI's public API before
-    any request unless --allow-credentialed-upload; Azure and local servers are fine. Identifiers left in
-    the reports (dates, phone and record numbers, "Dr. Name") are scrubbed before any text leaves. A killed
-    run resumes from its cache (OUT_DIR/qa_cache.sqlite) without repeating a completed request.
+    `impression`). The reports of credentialed data (MIMIC-CXR, CheXpert Plus) go only to servers on loopback
+    or private addresses or to Azure OpenAI (*.openai.azure.com), unless --allow-credentialed-upload; anything
+    else is refused before the first request, and a public push of the result is refused. Identifiers left in
+    the reports (dates, phone and record numbers, "Dr. Name") are scrubbed before any text leaves.
+
+    OUT_DIR appears only once complete with its card and qa_report.json. A killed run resumes from its cache
+    (OUT_DIR.qa_cache.sqlite, beside OUT_DIR) without repeating a completed request. Exits non-zero, writing
+    nothing, when more than --max-failure-fraction of the reports fail or no pair is generated; the message gives
+    the command that retries only the failures.
     """
-    from radtune.dataprep.qa.pipeline import QAPipelineError, generate_qa_dataset
+    from radtune.dataprep.qa.pipeline import (
+        QAFailuresError,
+        QAPipelineError,
+        default_cache_path,
+        generate_qa_dataset,
+    )
 
     if generator == "openai" and n_per_report < 1:
         raise click.BadParameter("must be at least 1 for the openai generator", param_hint="--n-per-report")
@@ -159,15 +184,29 @@ def qa(
             raise click.ClickException(str(error)) from error
         price = _price(model, price_input, price_output, price_table)
 
+    command = _command_line(click.get_current_context())
+    if push_to_hub and not private:
+        from radtune.common.credentialed import dataset_marks
+
+        marks = dataset_marks(dataset)  # a local folder: refused now, not after generating
+        if marks:
+            raise click.ClickException(
+                f"{dataset} is credentialed data ({', '.join(sorted(marks))}): what is made from it may not be "
+                "pushed public. Leave out --public to push it to a private repo."
+            )
     try:
         report = generate_qa_dataset(
             dataset, out_dir, generator=generator, n_per_report=n_per_report, splits=splits, limit=limit,
             conversation=conversation, form=form, uncertain=uncertain, balance=balance, endpoint=endpoint,
             price=price, cache_path=cache_path, concurrency=concurrency, temperature=temperature,
             batch_api=batch_api, poll_interval=poll_interval, allow_credentialed_upload=allow_credentialed_upload,
-            overwrite=overwrite,
+            overwrite=overwrite, max_failure_fraction=max_failure_fraction, command=command,
             on_batch_status=lambda batch_id, status: click.echo(f"batch {batch_id}: {status}", err=True),
         )  # fmt: skip
+    except QAFailuresError as error:
+        _echo_cost(error.report)
+        next_step = _next_step(error.report, error.cache_path, command)
+        raise click.ClickException(f"{error}\n{next_step}" if next_step else str(error)) from error
     except QAPipelineError as error:
         raise click.ClickException(str(error)) from error
 
@@ -175,24 +214,86 @@ def qa(
         f"wrote {sum(report['rows'].values()):,} rows ({', '.join(f'{k}: {v:,}' for k, v in report['rows'].items())}) to {out_dir}"
     )
     if report["failures"]:
-        click.echo(
-            f"{len(report['failures']):,} report(s) failed; reasons in {out_dir / 'qa_report.json'} (a rerun retries them)"
+        click.echo(f"{len(report['failures']):,} report(s) failed; reasons in {out_dir / 'qa_report.json'}.")
+        retry = _retry_hint(
+            report, cache_path or default_cache_path(out_dir), command if overwrite else f"{command} --overwrite"
         )
-    if report.get("cost"):
-        cost = report["cost"]
-        dollars = (
-            "unknown (pass --price-input/--price-output)" if cost["cost_usd"] is None else f"${cost['cost_usd']:.4f}"
-        )
-        click.echo(
-            f"requests: {cost['requests']:,}, cached reports: {cost['cached_reports']:,}, tokens: "
-            f"{cost['prompt_tokens']:,} in / {cost['completion_tokens']:,} out, cost: {dollars}"
-        )
+        if retry:
+            click.echo(retry)
+    _echo_cost(report)
 
     # Publish
     if push_to_hub:
+        from radtune.common.errors import HubError
         from radtune.dataprep.build_cli import push_dataset
 
-        click.echo(f"pushed to {push_dataset(out_dir, push_to_hub, private=private)}")
+        try:
+            url = push_dataset(out_dir, push_to_hub, private=private)
+        except (HubError, OSError, ValueError) as error:
+            public = [] if private or report.get("credentialed") else ["--public"]
+            later = shlex.join(["radtune", "data", "push", str(out_dir), push_to_hub, *public])
+            raise click.ClickException(
+                f"the QA dataset is saved in {out_dir}, but pushing it to {push_to_hub} failed: "
+                f"{' '.join(str(error).split())}\n"
+                f"Push it later with: {later}"
+            ) from error
+        click.echo(f"pushed to {url}")
+
+
+def _echo_cost(report: dict) -> None:
+    cost = report.get("cost")
+    if not cost:
+        return
+    dollars = "unknown (pass --price-input/--price-output)" if cost["cost_usd"] is None else f"${cost['cost_usd']:.4f}"
+    click.echo(
+        f"requests: {cost['requests']:,}, cached reports: {cost['cached_reports']:,}, tokens: "
+        f"{cost['prompt_tokens']:,} in / {cost['completion_tokens']:,} out, cost: {dollars}"
+    )
+
+
+def _retry_hint(report: dict, cache_path: Path | None, command: str) -> str:
+    """How to ask again for only the failed reports: the cache keeps every answered one."""
+    from radtune.dataprep.qa.pipeline import retryable_failures
+
+    retry = retryable_failures(report)
+    if report["generator"] != "openai" or not retry:
+        return ""
+    return (
+        f"Once the cause is fixed, this retries only the {retry:,} failed report(s) (the answered ones are cached "
+        f"in {cache_path}):\n  {command}"
+    )
+
+
+def _next_step(report: dict, cache_path: Path | None, command: str) -> str:
+    """What to do after a run that wrote nothing: retry the failures, or accept them."""
+    lines = [_retry_hint(report, cache_path, command)]
+    if report["reports_with_pairs"]:
+        # The smallest fraction in hundredths that lets what was generated through.
+        needed = min(1.0, -(-round(report["failure_fraction"] * 1e6) // 10_000) / 100)
+        lines.append(f"To keep the {report['reports_with_pairs']:,} report(s) that gave pairs, add "
+                     f"--max-failure-fraction {needed:g} to the command.")  # fmt: skip
+    return "\n".join(line for line in lines if line)
+
+
+def _command_line(ctx: click.Context) -> str:
+    """The command as given, rebuilt from the parsed values (options left at their defaults are left out)."""
+    words = ["radtune", "data", "qa"]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if isinstance(param, click.Argument):
+            words.append(str(value))
+        elif value is None or value == param.get_default(ctx) or (param.multiple and not value):
+            continue
+        elif param.is_flag and param.secondary_opts:
+            words.append(param.opts[0] if value else param.secondary_opts[0])
+        elif param.is_flag:
+            words.append(param.opts[0])
+        else:
+            for item in value if param.multiple else (value,):
+                words += [param.opts[0], str(item)]
+    from radtune.dataprep.qa.privacy import redact_url_credentials
+
+    return redact_url_credentials(shlex.join(words))  # a password inside --base-url is never printed or stored
 
 
 def _price(model, price_input, price_output, price_table) -> tuple[float, float] | None:

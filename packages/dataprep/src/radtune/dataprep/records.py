@@ -10,10 +10,14 @@ A record is a plain dict. Readers fill what their source has and leave the rest 
 - `patient_id`, `study_id`, `view`;
 - `split`: the official split when the source has one (`train`, `validation`, `test`, or `train_val` for rows
   the build must divide between train and validation by patient);
-- `source` and `license` (a per-record licence where the source gives one).
+- `source` and `license` (a per-record licence where the source gives one);
+- `skip_reason` and `skip_detail` for a record whose own file shows it bad (`missing_report`; `invalid_text`: a
+  report that is not UTF-8): the build counts and lists it.
 
 Readers never decide that a record is bad because of its image: the build decodes every image and counts
-missing, unreadable, truncated and oversized ones. Readers do fail loudly on a malformed metadata file.
+missing, unreadable, truncated and oversized ones (and text holding NUL bytes as `invalid_text`). Readers fail
+loudly on a malformed metadata file, naming it: `MissingColumnError`, `SourceLayoutError`, `SourceFileError` (not
+UTF-8, a damaged gzip file, malformed CSV or JSON, an item that is not an object).
 """
 
 from __future__ import annotations
@@ -21,7 +25,10 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import json
+import zlib
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,12 +66,95 @@ class SourceLayoutError(FileNotFoundError):
     """The source folder does not have the layout the reader expects."""
 
 
+class SourceFileError(ValueError):
+    """A source file that cannot be read as what it should be: not UTF-8, a damaged gzip file, malformed CSV or JSON,
+    a JSON item that is not an object, a repeated id. The message names the file (and line or item)."""
+
+
 def open_text(path: str | Path) -> io.TextIOBase:
-    """Open a text file, transparently un-gzipping `.gz`, decoding UTF-8 with or without a BOM."""
+    """Open a text file, transparently un-gzipping `.gz`, decoding UTF-8 with or without a BOM.
+
+    Read it inside `reading(path)` so that a file that is not UTF-8, a damaged or truncated gzip file and a malformed
+    CSV give a `SourceFileError` naming the file instead of a traceback.
+    """
     path = Path(path)
     if path.suffix == ".gz":
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
     return open(path, encoding="utf-8-sig", newline="")
+
+
+def _raw_bytes(path: Path) -> bytes:
+    if path.suffix == ".gz":
+        with gzip.open(path, "rb") as handle:
+            return handle.read()
+    return path.read_bytes()
+
+
+def _first_bad_byte(path: Path) -> str:
+    """Where the first byte that is not UTF-8 lies in `path` (`line 3, byte 0xe9`), found again on the raw bytes:
+    the decoder that failed worked on blocks, so its position is not the file's."""
+    try:
+        data = _raw_bytes(path)
+    except (OSError, EOFError, zlib.error):
+        return "somewhere"
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        return f"line {line:,}, byte 0x{data[error.start]:02x}"
+    return "somewhere"
+
+
+def not_utf8_message(path: str | Path, where: str) -> str:
+    return (
+        f"{path}: not valid UTF-8 ({where}); convert the file to UTF-8 (e.g. `iconv -f latin1 -t utf-8`) and build "
+        "again"
+    )
+
+
+@contextmanager
+def reading(path: str | Path):
+    """Turn the errors of reading a source file into a `SourceFileError` that names it and says what to do."""
+    path = Path(path)
+    try:
+        yield
+    except SourceFileError:
+        raise
+    except UnicodeDecodeError:
+        raise SourceFileError(not_utf8_message(path, _first_bad_byte(path))) from None
+    except EOFError:  # gzip: the stream ends before its end-of-stream marker (click would only print "Aborted!")
+        raise SourceFileError(f"{path}: the gzip file is truncated; download it again") from None
+    except (gzip.BadGzipFile, zlib.error) as error:
+        raise SourceFileError(f"{path}: not a valid gzip file ({error}); download it again") from None
+
+
+def read_text(path: str | Path) -> str:
+    """The whole text of a (possibly gzipped) UTF-8 file; errors name the file (see `reading`)."""
+    with reading(path), open_text(path) as handle:
+        return handle.read()
+
+
+def read_json(path: str | Path):
+    """A (possibly gzipped) UTF-8 JSON file; errors name the file, and the line and column of a syntax error."""
+    text = read_text(path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise SourceFileError(f"{path}: not valid JSON ({error})") from None
+
+
+def json_object(item, path: str | Path, number: int, required: Iterable[str]) -> dict:
+    """`item` (the `number`-th element of the JSON list in `path`) when it is an object holding `required`."""
+    if not isinstance(item, dict):
+        kind = "null" if item is None else type(item).__name__
+        raise SourceFileError(
+            f"{path}: item {number} is {kind} ({str(item)[:40]!r}), expected an object with "
+            f"{', '.join(required)}; fix or remove it"
+        )
+    for key in required:
+        if key not in item:
+            raise MissingColumnError(path, key, item.keys())
+    return item
 
 
 def find_file(root: Path, *names: str) -> Path | None:
@@ -93,14 +183,17 @@ def read_csv(path: str | Path, required: Iterable[str] = (), delimiter: str = ",
 
     Raises:
         `MissingColumnError`: a column in `required` is not in the header (the message names the file and column).
-        `ValueError`: the file is empty.
+        `SourceFileError`: the file is empty, not UTF-8, a damaged or truncated gzip file, or not CSV (a field longer
+            than the csv module's limit, usually a quote never closed); the message names the file and line.
     """
-    with open_text(path) as handle:
+    with reading(path), open_text(path) as handle, csv_field_limit(CSV_FIELD_LIMIT):
         reader = csv.reader(handle, delimiter=delimiter)
         try:
             header = next(reader)
         except StopIteration:
-            raise ValueError(f"{path}: empty file, expected a header row") from None
+            raise SourceFileError(f"{path}: empty file, expected a header row") from None
+        except csv.Error as error:
+            raise SourceFileError(_csv_message(path, 1, error)) from None
         header = [name.strip() for name in header]
         # A trailing comma in the header gives a last empty name: treat it as absent.
         while header and header[-1] == "":
@@ -110,10 +203,39 @@ def read_csv(path: str | Path, required: Iterable[str] = (), delimiter: str = ",
         for column in required:
             if column not in names:
                 raise MissingColumnError(path, column, names)
-        for row in reader:
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as error:
+                raise SourceFileError(_csv_message(path, reader.line_num, error)) from None
             if not row or all(not value.strip() for value in row):
                 continue
             yield {header[i]: (row[i].strip() if i < len(row) else "") for i in keep}
+
+
+# The csv module's default: a source field longer than this is almost always a quote that is never closed.
+CSV_FIELD_LIMIT = 131_072
+
+
+@contextmanager
+def csv_field_limit(limit: int):
+    """Read CSV with this field size limit, whatever another part of the process set (the limit is global)."""
+    previous = csv.field_size_limit(limit)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
+
+
+def _csv_message(path, line: int, error: csv.Error) -> str:
+    hint = ""
+    if "field larger than field limit" in str(error):
+        hint = (
+            f" (over {csv.field_size_limit():,} characters): a quote that is never closed swallows the lines after it"
+        )
+    return f"{path}, line {line:,}: not valid CSV: {error}{hint}; fix the file and build again"
 
 
 def clean_text(value) -> str:

@@ -11,11 +11,23 @@ from __future__ import annotations
 
 from trl import SFTTrainer
 
+from radtune.common.checkpoints import CheckpointLoadingMixin
 from radtune.common.generation_eval import GenerationEval, GenerationEvalMixin
 
 
-class VQASFTTrainer(GenerationEvalMixin, SFTTrainer):
-    """`SFTTrainer` + `generation_eval=GenerationEval(...)` (see `vqa_generation_eval`)."""
+class VQASFTTrainer(CheckpointLoadingMixin, GenerationEvalMixin, SFTTrainer):
+    """`SFTTrainer` + `generation_eval=GenerationEval(...)` (see `vqa_generation_eval`); a full fine-tuning resumes
+    its weights exactly (`CheckpointLoadingMixin`). Training batches start with one BOS, as LLaVA-1.5's own
+    sequences do: TRL's collator tokenizes the rendered conversation with `add_special_tokens=False` and radtune's
+    template leaves the BOS to the tokenizer, so the collator is wrapped in `chat_template.BOSFirstCollator`."""
+
+    def __init__(self, *args, **kwargs):
+        from radtune.llava_vqa.chat_template import BOSFirstCollator
+
+        super().__init__(*args, **kwargs)
+        bos_token_id = self.processing_class.tokenizer.bos_token_id
+        if bos_token_id is not None and not isinstance(self.data_collator, BOSFirstCollator):
+            self.data_collator = BOSFirstCollator(self.data_collator, bos_token_id)
 
 
 def vqa_generation_eval(processor, dataset, max_samples: int = 64, batch_size: int = 8, max_new_tokens: int = 32,

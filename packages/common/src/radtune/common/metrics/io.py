@@ -83,6 +83,10 @@ def write_metrics(
     meta = {"task": task, "model": model, "dataset": dataset, "split": split, "n": n, "seed": seed}
     meta["radtune_versions"] = radtune_distributions()
     meta.update(extra_meta or {})
+    from radtune.common.credentialed import dataset_marks, run_is_credentialed
+
+    if dataset_marks(dataset) or (model is not None and run_is_credentialed(model)):
+        meta["credentialed"] = True  # results of (or from a model trained on) credentialed data: see hub pushes
     body["meta"] = meta
     if subgroups:
         body["subgroups"] = _subgroups_json(subgroups)

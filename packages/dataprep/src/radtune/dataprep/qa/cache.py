@@ -3,7 +3,9 @@
 Each completed request is committed on its own (WAL journal), so even `kill -9` loses at most the requests
 in flight. The key is model + prompt version + number of pairs + the hash of the (scrubbed) report text:
 a changed prompt or model never reuses an old answer. Failures are kept apart and are tried again by the
-next run. The cache holds no API key and no request headers.
+next run, so rerunning the same command asks exactly the reports that failed or were never asked. The cache
+holds no API key and no request headers. `radtune data qa` keeps it beside its output (`OUT_DIR.qa_cache.sqlite`,
+`pipeline.default_cache_path`), never inside: the output folder is replaced as a whole once complete.
 """
 
 from __future__ import annotations

@@ -132,7 +132,7 @@ def render_qa_card(report: dict, source_card_metadata: dict | None = None, data_
     source_card_metadata = source_card_metadata or {}
     splits: dict[str, int] = report["rows"]
     metadata = {"pretty_name": f"{source_card_metadata.get('pretty_name', 'radtune')} VQA pairs"}
-    for key in ("license", "license_name", "license_link"):
+    for key in ("license", "license_name", "license_link", "credentialed"):
         if key in source_card_metadata:
             metadata[key] = source_card_metadata[key]
     metadata.setdefault("license", "other")

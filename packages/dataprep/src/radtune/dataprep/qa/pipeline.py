@@ -9,15 +9,25 @@
         endpoint=EndpointSettings("azure", "my-deployment", "https://my-resource.openai.azure.com"),
     )
 
-Writes `OUT_DIR` (`save_to_disk`), its `README.md` card and `qa_report.json`, and returns that report. Heavy
-libraries (datasets, openai) load inside the functions.
+Writes `OUT_DIR` (`save_to_disk`), its `README.md` card and `qa_report.json`, and returns that report. The
+dataset is staged in a hidden folder beside `OUT_DIR` (`.OUT_DIR.qa-building-*`) and renamed into place only once
+it is complete with its card and report: a killed run leaves `OUT_DIR` as it was, and the next run resumes (the
+openai generator's answered requests are in the cache beside it, `OUT_DIR.qa_cache.sqlite`) and removes what the
+killed run left. When more than `max_failure_fraction` of the reports fail, or no pair is generated, nothing is
+written to `OUT_DIR` and the report goes to `OUT_DIR.qa_report.json` instead. Heavy libraries (datasets, openai)
+load inside the functions.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
-from collections.abc import Callable, Iterable, Sequence
+import shutil
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,11 +35,49 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from radtune.dataprep.qa.openai_generator import EndpointSettings
 
+logger = logging.getLogger(__name__)
+
 GENERATORS = ("openai", "rules")
+REPORT_NAME = "qa_report.json"
+_STAGING_TAG = "qa-building-"
 
 
 class QAPipelineError(Exception):
     """A QA run cannot start or cannot reach the API: the message says what to change."""
+
+
+class QAFailuresError(QAPipelineError):
+    """More reports failed than `max_failure_fraction` allows, or no pair was generated: nothing was written to
+    `out_dir`.
+
+    Attributes:
+        report (`dict`): the run report, also written to `report_path`.
+        report_path (`Path`): where the report went (`OUT_DIR.qa_report.json`, beside the would-be output).
+        cache_path (`Path`, *optional*): the openai generator's cache: its answered requests are not asked again,
+            so rerunning the same command retries only the failed ones.
+    """
+
+    def __init__(self, message: str, report: dict, report_path: Path, cache_path: Path | None):
+        super().__init__(message)
+        self.report, self.report_path, self.cache_path = report, report_path, cache_path
+
+
+def default_cache_path(out_dir: str | Path) -> Path:
+    """The openai generator's cache of `out_dir`: `OUT_DIR.qa_cache.sqlite`, beside it (never inside: `out_dir` is
+    replaced as a whole when the dataset is complete)."""
+    out_dir = Path(out_dir).absolute()
+    return out_dir.with_name(f"{out_dir.name}.qa_cache.sqlite")
+
+
+def failed_report_path(out_dir: str | Path) -> Path:
+    """Where a run that wrote nothing leaves its report: `OUT_DIR.qa_report.json`, beside the would-be output."""
+    out_dir = Path(out_dir).absolute()
+    return out_dir.with_name(f"{out_dir.name}.{REPORT_NAME}")
+
+
+def retryable_failures(report: dict) -> int:
+    """How many of the report's failures a rerun asks again (all but reports without text)."""
+    return sum(1 for failure in report.get("failures", []) if failure.get("reason") != "empty report")
 
 
 def generate_qa_dataset(
@@ -53,13 +101,17 @@ def generate_qa_dataset(
     poll_interval: float = 30.0,
     allow_credentialed_upload: bool = False,
     overwrite: bool = False,
+    max_failure_fraction: float = 0.05,
+    command: str | None = None,
     on_batch_status: Callable[[str, str], None] | None = None,
 ) -> dict:
     """Generate question–answer pairs from the reports of `dataset` and save them to `out_dir` for TRL.
 
-    Credentialed data (MIMIC-CXR, CheXpert Plus) is refused for OpenAI's public API before any request unless
-    `allow_credentialed_upload`; identifiers left in the reports are scrubbed before any text leaves. A killed
-    openai run resumes from its cache without repeating a completed request.
+    The reports of credentialed data (MIMIC-CXR, CheXpert Plus; the output carries the `credentialed` mark on) go
+    only to loopback, private addresses or Azure OpenAI, else are refused before any request unless
+    `allow_credentialed_upload`; identifiers left in the reports are scrubbed before any text leaves. The dataset
+    is staged beside `out_dir` and moved into place complete with its card and report; a killed run leaves nothing
+    in `out_dir`, and the next one resumes from the cache without repeating a completed request.
 
     Args:
         dataset (`str` or `Path`): a `radtune data build` folder or a Hub repo with report text (`text`, or
@@ -79,15 +131,20 @@ def generate_qa_dataset(
         endpoint (`EndpointSettings`, *optional*): openai: where the requests go (default: OpenAI's API,
             `gpt-4o-mini`; `OPENAI_BASE_URL` when set and no `base_url` is given).
         price (`tuple[float, float]`, *optional*): openai: dollars per 1M input and output tokens, for the cost.
-        cache_path (`str` or `Path`, *optional*): openai: the SQLite cache (default: `out_dir/qa_cache.sqlite`).
+        cache_path (`str` or `Path`, *optional*): openai: the SQLite cache, outside `out_dir` (default:
+            `OUT_DIR.qa_cache.sqlite`, beside it).
         concurrency (`int`, *optional*, defaults to `16`): openai: requests in flight.
         temperature (`float`, *optional*): openai: sampling temperature (default: the server's).
         batch_api (`bool`, *optional*, defaults to `False`): openai: use the Batch API.
         poll_interval (`float`, *optional*, defaults to `30.0`): openai: seconds between Batch API status checks.
-        allow_credentialed_upload (`bool`, *optional*, defaults to `False`): send credentialed data to OpenAI's
-            public API anyway.
-        overwrite (`bool`, *optional*, defaults to `False`): replace a QA dataset already saved in `out_dir`
-            (the cache stays).
+        allow_credentialed_upload (`bool`, *optional*, defaults to `False`): send credentialed data to an endpoint
+            outside loopback, private addresses and Azure OpenAI (`*.openai.azure.com`) anyway.
+        overwrite (`bool`, *optional*, defaults to `False`): replace `out_dir` if it exists, once the new dataset
+            is complete (the cache stays).
+        max_failure_fraction (`float`, *optional*, defaults to `0.05`): fail, writing nothing to `out_dir`, when a
+            larger fraction of the reports fail (an API error or invalid output after one re-ask, or no text).
+        command (`str`, *optional*): the command line recorded in the report and the card (default: this
+            process's).
         on_batch_status (`Callable[[str, str], None]`, *optional*): called with `(batch_id, status)` on each
             Batch API status change.
 
@@ -95,6 +152,8 @@ def generate_qa_dataset(
         `dict`: the run report written to `qa_report.json` (`rows` per split, `failures`, openai: `cost`).
 
     Raises:
+        `QAFailuresError`: more than `max_failure_fraction` of the reports failed, or no pair was generated
+            (the report is written to `OUT_DIR.qa_report.json`, nothing to `out_dir`).
         `QAPipelineError`: the output exists, the dataset cannot be loaded or has no report text, a split is
             missing, the upload is refused or the API key is unset.
     """
@@ -105,9 +164,17 @@ def generate_qa_dataset(
         raise ValueError(f"generator must be one of {GENERATORS}, got {generator!r}")
     if generator == "openai" and n_per_report < 1:
         raise ValueError(f"n_per_report must be at least 1 for the openai generator, got {n_per_report}")
-    out_dir = Path(out_dir)
-    if (out_dir / "dataset_dict.json").is_file() and not overwrite:
-        raise QAPipelineError(f"{out_dir} already holds a QA dataset (pass --overwrite to replace it)")
+    if not 0 <= max_failure_fraction <= 1:
+        raise ValueError(f"max_failure_fraction must be between 0 and 1, got {max_failure_fraction}")
+    out_dir = Path(out_dir).absolute()
+    cache_path = Path(cache_path).absolute() if cache_path else default_cache_path(out_dir)
+    _check_out_dir(out_dir, overwrite)
+    if generator == "openai" and cache_path.is_relative_to(out_dir):
+        raise QAPipelineError(
+            f"the cache {cache_path} must be outside {out_dir}: the folder is replaced as a whole when the dataset "
+            "is complete (leave --cache out to keep it beside, as OUT_DIR.qa_cache.sqlite)"
+        )
+    _remove_stale_staging(out_dir)
 
     # Data
     try:
@@ -144,18 +211,19 @@ def generate_qa_dataset(
     report = {
         "dataset": str(dataset), "generator": generator, "n_per_report": n_per_report,
         "conversation": conversation, "form": form,
-        "command": default_command(),
+        "command": command or default_command(),
     }  # fmt: skip
+    from radtune.dataprep.qa.privacy import credentialed_marks, redact_url_credentials
+
+    credentialed = credentialed_marks(dataset, found_sources, card_text)
+    report["credentialed"] = bool(credentialed)  # the mark carries on: qa_report.json, the card, runs trained on it
+    report["command"] = redact_url_credentials(report["command"])
     if generator == "rules":
         pairs, failures, dropped = _run_rules(rows, n_per_report, uncertain, balance)
         report["balanced_dropped_pairs"] = dropped
     else:
         from radtune.dataprep.qa.openai_generator import EndpointSettings
-        from radtune.dataprep.qa.privacy import (
-            CredentialedUploadRefusedError,
-            check_upload_allowed,
-            credentialed_sources,
-        )
+        from radtune.dataprep.qa.privacy import CredentialedUploadRefusedError, check_upload_allowed
         from radtune.dataprep.qa.prompt import PROMPT_VERSION
 
         endpoint = endpoint or EndpointSettings()
@@ -164,7 +232,7 @@ def generate_qa_dataset(
             endpoint = replace(endpoint, base_url=os.environ.get("OPENAI_BASE_URL") or None)
         try:
             check_upload_allowed(
-                credentialed_sources(found_sources, card_text),
+                credentialed,
                 endpoint.provider,
                 endpoint.base_url,
                 allow_credentialed_upload,
@@ -172,29 +240,35 @@ def generate_qa_dataset(
         except CredentialedUploadRefusedError as error:
             raise QAPipelineError(str(error)) from error
         pairs, failures, cost = _run_openai(
-            rows, endpoint, price, Path(cache_path) if cache_path else out_dir / "qa_cache.sqlite", n_per_report,
-            concurrency, temperature, batch_api, poll_interval, on_batch_status,
+            rows, endpoint, price, cache_path, n_per_report, concurrency, temperature, batch_api, poll_interval,
+            on_batch_status,
         )  # fmt: skip
-        report.update({"model": endpoint.model, "provider": endpoint.provider, "base_url": endpoint.base_url,
+        base_url = endpoint.base_url and redact_url_credentials(endpoint.base_url)
+        report.update({"model": endpoint.model, "provider": endpoint.provider, "base_url": base_url,
                        "prompt_version": PROMPT_VERSION, "batch_api": batch_api, "cost": cost})  # fmt: skip
 
     # Export
     from radtune.dataprep.qa.export import build_qa_dataset, render_qa_card
 
-    qa_dataset = build_qa_dataset(source, pairs, conversation=conversation, form=form)
     report["reports"] = sum(len(split_rows) for split_rows in rows.values())
     report["reports_with_pairs"] = sum(1 for split_pairs in pairs.values() for p in split_pairs if p)
-    report["rows"] = {name: len(split) for name, split in qa_dataset.items()}
     report["failures"] = failures
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if (out_dir / "dataset_dict.json").is_file():
-        _clear_saved_dataset(out_dir)
-    qa_dataset.save_to_disk(str(out_dir))
+    report["max_failure_fraction"] = max_failure_fraction
+    _check_failures(report, out_dir, cache_path if generator == "openai" else None)
+    qa_dataset = build_qa_dataset(source, pairs, conversation=conversation, form=form)
+    report["rows"] = {name: len(split) for name, split in qa_dataset.items()}
     card_metadata, notice = _source_card(card_text, found_sources)
+    if credentialed:
+        card_metadata["credentialed"] = True
     if "license" not in card_metadata and len(found_licenses) == 1:
         card_metadata["license"] = found_licenses.pop()
-    (out_dir / "README.md").write_text(render_qa_card(report, card_metadata, notice), encoding="utf-8")
-    (out_dir / "qa_report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    with _staging_folder(out_dir) as work:
+        staged = work / "dataset"
+        qa_dataset.save_to_disk(str(staged))
+        (staged / "README.md").write_text(render_qa_card(report, card_metadata, notice), encoding="utf-8")
+        (staged / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        _move_into_place(staged, out_dir, work)
+    failed_report_path(out_dir).unlink(missing_ok=True)
     return report
 
 
@@ -204,14 +278,109 @@ def _text_of(row: dict) -> tuple[str, str, str]:
     return text, findings, impression
 
 
-def _clear_saved_dataset(out_dir: Path) -> None:
-    """Remove a previous `save_to_disk` output from `out_dir`, leaving anything else (the cache) alone."""
-    import shutil
+def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
+    if overwrite or not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise QAPipelineError(f"{out_dir} is a file, not a folder: choose another OUT_DIR")
+    if (out_dir / "dataset_dict.json").is_file() or (out_dir / "state.json").is_file():
+        raise QAPipelineError(f"{out_dir} already holds a QA dataset (pass --overwrite to replace it)")
+    if any(out_dir.iterdir()):
+        raise QAPipelineError(
+            f"{out_dir} exists and is not a dataset: choose a new OUT_DIR (or pass --overwrite to replace it)"
+        )
 
-    dict_file = out_dir / "dataset_dict.json"
-    for name in json.loads(dict_file.read_text())["splits"]:
-        shutil.rmtree(out_dir / name, ignore_errors=True)
-    dict_file.unlink()
+
+def _failure_summary(failures: list[dict], shown: int = 3, width: int = 160) -> str:
+    """The most common failure reasons with their counts: `9 × AuthenticationError: …; 2 × …`."""
+    reasons = Counter(str(failure.get("reason")) for failure in failures).most_common()
+    parts = [f"{count} × {reason if len(reason) <= width else reason[: width - 1] + '…'}"
+             for reason, count in reasons[:shown]]  # fmt: skip
+    if len(reasons) > shown:
+        parts.append(f"{sum(count for _, count in reasons[shown:])} × other reasons")
+    return "; ".join(parts)
+
+
+def _check_failures(report: dict, out_dir: Path, cache_path: Path | None) -> None:
+    """Raise `QAFailuresError` (writing the report beside `out_dir`) when too many reports failed or none gave
+    pairs."""
+    failed, total = len(report["failures"]), report["reports"]
+    fraction = failed / total if total else 0.0
+    report["failure_fraction"] = round(fraction, 6)
+    if report["reports_with_pairs"] and fraction <= report["max_failure_fraction"]:
+        report["status"] = "ok"
+        return
+    report["status"] = "failed"
+    path = failed_report_path(out_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    reasons = f": {_failure_summary(report['failures'])}" if failed else ""
+    if not report["reports_with_pairs"]:
+        head = f"no question–answer pairs were generated from {total:,} report(s) ({failed:,} failed{reasons})"
+    else:
+        head = (f"{failed:,} of {total:,} report(s) failed ({fraction:.1%}, more than the "
+                f"{report['max_failure_fraction']:.1%} allowed){reasons}")  # fmt: skip
+    raise QAFailuresError(
+        f"{head}. Nothing was written to {out_dir}; the failures are listed in {path}.", report, path, cache_path
+    )
+
+
+@contextlib.contextmanager
+def _staging_folder(out_dir: Path) -> Iterator[Path]:
+    """A new hidden folder beside `out_dir` (`.OUT_DIR.qa-building-*`), locked while this process lives (a later
+    run tells a killed run's folder from a live one by the lock) and removed on the way out."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    work = out_dir.parent / f".{out_dir.name}.{_STAGING_TAG}{uuid.uuid4().hex[:8]}"
+    work.mkdir()
+    try:
+        with _locked(work / ".lock", blocking=True):
+            yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _locked(path: Path, blocking: bool) -> Iterator[bool]:
+    """Hold an exclusive `flock` on `path` (created when missing); yields whether it was obtained. The kernel drops
+    the lock when its process dies, even by SIGKILL. Where `fcntl` is missing (Windows) nothing is locked and
+    `False` is yielded, so no staging folder is ever taken for stale."""
+    try:
+        import fcntl
+    except ImportError:
+        yield False
+        return
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _remove_stale_staging(out_dir: Path) -> list[Path]:
+    """Remove the staging folders that killed runs into `out_dir` left (the ones no live process holds locked)."""
+    removed = []
+    for work in sorted(out_dir.parent.glob(f".{out_dir.name}.{_STAGING_TAG}*")):
+        if not work.is_dir():
+            continue
+        with _locked(work / ".lock", blocking=False) as stale:
+            if stale:
+                shutil.rmtree(work, ignore_errors=True)
+        if stale:
+            removed.append(work)
+            logger.warning("removed %s, left by an interrupted run", work)
+    return removed
+
+
+def _move_into_place(staged: Path, out_dir: Path, work: Path) -> None:
+    """Rename the complete `staged` folder to `out_dir`; a previous `out_dir` goes into `work` (removed after)."""
+    if out_dir.exists():
+        os.replace(out_dir, work / "previous")
+    os.replace(staged, out_dir)
 
 
 def _source_card(card_text: str | None, found_sources: Iterable[str]) -> tuple[dict, str]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from radtune.common.labeler import OBSERVATIONS
 
-from ..records import Reader, SourceLayoutError, clean_text, label_names, read_csv
+from ..records import Reader, SourceFileError, SourceLayoutError, clean_text, label_names, read_csv, read_text
 
 REQUIRED = ("path_to_image", "deid_patient_id", "report", "section_findings", "section_impression", "split")
 LABEL_FILES = ("report_fixed.json", "impression_fixed.json", "findings_fixed.json")
@@ -29,17 +29,16 @@ def _labels(root: Path) -> dict[str, list[str]] | None:
             if not path.is_file():
                 continue
             labels = {}
-            with open(path, encoding="utf-8") as handle:
-                for number, line in enumerate(handle, start=1):
-                    if not line.strip():
-                        continue
-                    try:
-                        row = json.loads(line)
-                    except json.JSONDecodeError as error:
-                        raise ValueError(f"{path}:{number}: not a JSON line ({error})") from error
-                    if "path_to_image" not in row:
-                        raise ValueError(f"{path}:{number}: required key 'path_to_image' is missing")
-                    labels[row["path_to_image"]] = label_names(row, OBSERVATIONS)
+            for number, line in enumerate(read_text(path).splitlines(), start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as error:
+                    raise SourceFileError(f"{path}:{number}: not a JSON line ({error})") from None
+                if not isinstance(row, dict) or "path_to_image" not in row:
+                    raise SourceFileError(f"{path}:{number}: expected an object with the key 'path_to_image'")
+                labels[row["path_to_image"]] = label_names(row, OBSERVATIONS)
             return labels
     return None
 

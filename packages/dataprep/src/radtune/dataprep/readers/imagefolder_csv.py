@@ -12,7 +12,16 @@ import csv as csv_module
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..records import MissingColumnError, Reader, SourceLayoutError, clean_text, read_csv
+from ..records import (
+    MissingColumnError,
+    Reader,
+    SourceFileError,
+    SourceLayoutError,
+    clean_text,
+    open_text,
+    read_csv,
+    reading,
+)
 
 IMAGE_COLUMNS = ("image", "file_name", "image_path", "path", "filename", "file", "img")
 TEXT_COLUMNS = ("text", "caption", "report", "description", "findings")
@@ -68,8 +77,11 @@ def read(
         path = found[0]
     if not path.is_file():
         raise SourceLayoutError(f"{path}: no such CSV")
-    with open(path, encoding="utf-8-sig", newline="") as handle:
-        columns = [c.strip() for c in next(csv_module.reader(handle), [])]
+    with reading(path), open_text(path) as handle:
+        try:
+            columns = [c.strip() for c in next(csv_module.reader(handle), [])]
+        except csv_module.Error as error:
+            raise SourceFileError(f"{path}, line 1: not valid CSV: {error}") from None
     image_col = _pick(columns, image_column, IMAGE_COLUMNS, path, "image column")
     text_col = _pick(columns, text_column, TEXT_COLUMNS, path, "text column")
     patient_col = _pick(columns, patient_column, PATIENT_COLUMNS, path, "")

@@ -5,7 +5,8 @@ beside the images or under a separate `mimic-cxr-reports/files/` tree. Metadata 
 `mimic-cxr-2.0.0-split.csv` (`dicom_id,study_id,subject_id,split`, `validate` → `validation`),
 `mimic-cxr-2.0.0-metadata.csv` (`ViewPosition`), `mimic-cxr-2.0.0-chexpert.csv` (labels: the observations
 marked `1.0`; uncertain `-1.0` and blank are not positive). Without the split file every image under `files/`
-is read and the build splits by patient.
+is read and the build splits by patient. A report that is missing is skipped as `missing_report`, one that is not
+UTF-8 as `invalid_text` (never decoded with replacement characters).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from radtune.common.labeler import OBSERVATIONS
 
-from ..records import Reader, SourceLayoutError, find_file, label_names, read_csv
+from ..records import Reader, SourceLayoutError, find_file, label_names, not_utf8_message, read_csv
 from ..section_parser import parse_report
 
 PREFIX = "mimic-cxr-2.0.0"
@@ -61,10 +62,17 @@ def read(root: str | Path) -> Iterator[dict]:
 
     @lru_cache(maxsize=1024)
     def report(subject_id: str, study_id: str):
+        """The parsed report, or `None` when there is none, or the reason it cannot be read."""
         for base in report_roots:
             path = base / f"p{subject_id[:2]}" / f"p{subject_id}" / f"s{study_id}.txt"
             if path.is_file():
-                return parse_report(path.read_text(encoding="utf-8", errors="replace"))
+                data = path.read_bytes()
+                try:
+                    return parse_report(data.decode("utf-8"))
+                except UnicodeDecodeError as error:
+                    # Counted as a skip, never decoded with replacement characters.
+                    line = data.count(b"\n", 0, error.start) + 1
+                    return not_utf8_message(path, f"line {line}, byte 0x{data[error.start]:02x}")
         return None
 
     split_file = find_file(root, f"{PREFIX}-split.csv")
@@ -93,6 +101,8 @@ def read(root: str | Path) -> Iterator[dict]:
         }
         if parsed is None:
             record.update(text="", skip_reason="missing_report")
+        elif isinstance(parsed, str):
+            record.update(text="", skip_reason="invalid_text", skip_detail=parsed)
         else:
             record.update(text=parsed.text, findings=parsed.findings, impression=parsed.impression)
         yield record

@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..records import Reader, SourceLayoutError, find_file, read_csv
+from ..records import Reader, SourceLayoutError, find_file, read_csv, read_text
 
 REQUIRED = ("Image Index", "Finding Labels", "Patient ID")
 
@@ -31,7 +31,7 @@ def _index_images(root: Path) -> dict[str, str]:
 def _list(path: Path | None) -> set[str]:
     if path is None:
         return set()
-    return {line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()}
+    return {line.strip() for line in read_text(path).splitlines() if line.strip()}
 
 
 def read(root: str | Path) -> Iterator[dict]:

@@ -10,7 +10,7 @@ import pickle
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..records import MissingColumnError, Reader, SourceLayoutError, clean_text
+from ..records import Reader, SourceFileError, SourceLayoutError, clean_text, json_object
 
 SPLITS = {"train": "train", "val": "validation", "test": "test"}
 REQUIRED = ("image", "question", "answer")
@@ -35,10 +35,11 @@ def read(root: str | Path) -> Iterator[dict]:
         if not path.is_file():
             continue
         found = True
-        for number, item in enumerate(load_pickle(path)):
-            for key in REQUIRED:
-                if key not in item:
-                    raise MissingColumnError(path, key, item.keys())
+        items = load_pickle(path)
+        if not isinstance(items, list):
+            raise SourceFileError(f"{path}: expected a list of questions, got {type(items).__name__}")
+        for number, item in enumerate(items):
+            item = json_object(item, path, number, REQUIRED)
             answer = clean_text(item["answer"])
             image_id = clean_text(item["image"])
             yield {

@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..records import Reader, SourceLayoutError, clean_text, open_text, read_csv
+from ..records import Reader, SourceLayoutError, clean_text, open_text, read_csv, reading
 
 SPLITS = ("train", "validation", "test")
 _ID_LINE = re.compile(r"^(ROCO_\d+)\t(.*)$")
@@ -28,7 +28,7 @@ def parse_captions(path: Path) -> dict[str, str]:
     """`ROCO_ID → caption` from a header-less, tab-separated captions.txt with possibly multi-line captions."""
     captions: dict[str, str] = {}
     current = None
-    with open_text(path) as handle:
+    with reading(path), open_text(path) as handle:
         for line in handle:
             line = line.rstrip("\r\n")
             match = _ID_LINE.match(line)
@@ -44,7 +44,7 @@ def _tab_lists(path: Path) -> dict[str, list[str]]:
     items: dict[str, list[str]] = {}
     if not path.is_file():
         return items
-    with open_text(path) as handle:
+    with reading(path), open_text(path) as handle:
         for line in handle:
             fields = [f.strip() for f in line.rstrip("\r\n").split("\t")]
             if fields and fields[0].startswith("ROCO_"):
@@ -55,7 +55,7 @@ def _tab_lists(path: Path) -> dict[str, list[str]]:
 def _licences(path: Path) -> dict[str, str]:
     if not path.is_file():
         return {}
-    with open_text(path) as handle:
+    with reading(path), open_text(path) as handle:
         return {row[0].strip(): row[2].strip() for row in csv.reader(handle) if len(row) >= 3}
 
 

@@ -6,11 +6,10 @@ Each JSON file is a list of questions with `img_name` (`xmlab102/source.jpg`, re
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..records import MissingColumnError, Reader, SourceLayoutError, clean_text
+from ..records import Reader, SourceFileError, SourceLayoutError, clean_text, json_object, read_json
 
 SPLIT_FILES = {"train": ("train.json",), "validation": ("validate.json", "validation.json"), "test": ("test.json",)}
 REQUIRED = ("img_name", "question", "answer")
@@ -31,11 +30,11 @@ def read(root: str | Path, languages: str = "en") -> Iterator[dict]:
         if path is None:
             continue
         found = True
-        items = json.loads(path.read_text(encoding="utf-8"))
-        for item in items:
-            for key in REQUIRED:
-                if key not in item:
-                    raise MissingColumnError(path, key, item.keys())
+        items = read_json(path)
+        if not isinstance(items, list):
+            raise SourceFileError(f"{path}: expected a JSON list of questions")
+        for number, item in enumerate(items):
+            item = json_object(item, path, number, REQUIRED)
             if item.get("q_lang", "en") not in keep:
                 continue
             yield {

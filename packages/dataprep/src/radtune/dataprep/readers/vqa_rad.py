@@ -1,16 +1,17 @@
 """VQA-RAD as downloaded from OSF: `VQA_RAD Dataset Public.json` and `VQA_RAD Image Folder/`.
 
 Missing fields are the string `"NULL"` and some answers are ints; both are normalised. The test split is the
-questions whose `phrase_type` is `test_freeform` or `test_para`; the rest is train.
+questions whose `phrase_type` is `test_freeform` or `test_para`; the rest is train. An item that is not an object
+and a `qid` used twice are errors naming the items: which of two questions is meant by an id cannot be guessed,
+and no test question may be dropped.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..records import MissingColumnError, Reader, SourceLayoutError, clean_text
+from ..records import Reader, SourceFileError, SourceLayoutError, clean_text, json_object, read_json
 
 TEST_PHRASE_TYPES = ("test_freeform", "test_para")
 REQUIRED = ("image_name", "question", "answer")
@@ -25,18 +26,22 @@ def read(root: str | Path) -> Iterator[dict]:
     images = root / "VQA_RAD Image Folder"
     if not images.is_dir():
         images = next((p for p in root.iterdir() if p.is_dir() and "image" in p.name.lower()), images)
-    items = json.loads(path.read_text(encoding="utf-8"))
+    items = read_json(path)
     if not isinstance(items, list):
-        raise ValueError(f"{path}: expected a JSON list of questions")
+        raise SourceFileError(f"{path}: expected a JSON list of questions")
+    first_item: dict[str, int] = {}
     for number, item in enumerate(items):
-        for key in REQUIRED:
-            if key not in item:
-                raise MissingColumnError(path, key, item.keys())
+        item = json_object(item, path, number, REQUIRED)
+        qid = clean_text(item.get("qid"))
+        if qid and first_item.setdefault(qid, number) != number:
+            raise SourceFileError(
+                f"{path}: qid {qid} is used by items {first_item[qid]} and {number}; give each question its own qid"
+            )
         phrase_type = clean_text(item.get("phrase_type")).lower()
         answer_type = clean_text(item.get("answer_type")).upper()
         yield {
             "image": str(images / clean_text(item["image_name"])),
-            "id": clean_text(item.get("qid")) or str(number),
+            "id": qid or str(number),
             "question": clean_text(item["question"]),
             "answer": clean_text(item["answer"]),
             "answer_type": answer_type or None,
