@@ -333,3 +333,10 @@ def make_imagefolder_csv(root: Path, rows: list[tuple] | None = None, header: st
         lines.append(",".join(row))
     write_text(root / "metadata.csv", "\n".join(lines) + "\n")
     return root
+
+
+def read(name: str, root: Path, **options) -> list[dict]:
+    """Every record the `name` reader yields for the layout under `root`."""
+    from radtune.dataprep.readers import READERS
+
+    return list(READERS[name].read(root, **options))

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import pickle
+import re
 import signal
 import socket
 import struct
@@ -36,6 +37,7 @@ from dataprep_layouts import (
     make_rocov2,
     make_slake,
     make_vqa_rad,
+    read,
     write_image,
     write_text,
 )
@@ -47,13 +49,8 @@ from radtune.dataprep.build import TooManySkipsError, build_dataset, failed_repo
 from radtune.dataprep.build_cli import build as build_command
 from radtune.dataprep.build_cli import info as info_command
 from radtune.dataprep.image_processing import ImageSkip, prepare_image
-from radtune.dataprep.readers import READERS
 from radtune.dataprep.records import MissingColumnError, SourceFileError, SourceLayoutError
 from radtune.dataprep.splits import PatientLeakageError
-
-
-def read(name, root, **options):
-    return list(READERS[name].read(root, **options))
 
 
 def leftovers(parent: Path) -> list[str]:
@@ -83,18 +80,22 @@ def test_missing_required_column_names_file_and_column(tmp_path):
     assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
 
 
-def test_rocov2_missing_caption_column_names_file_and_column(tmp_path):
-    root = make_rocov2(tmp_path)
-    write_text(root / "train_captions.csv", "ID,Text\nROCOv2_2023_train_000001,x\n")
-    with pytest.raises(MissingColumnError, match=r"train_captions\.csv.*'Caption'"):
-        read("rocov2", root)
+MISSING_COLUMNS = {
+    "rocov2": (make_rocov2, "train_captions.csv", "ID,Text\nROCOv2_2023_train_000001,x\n", "'Caption'"),
+    "roco": (make_roco_kaggle, "all_data/train/radiologytraindata.csv", "id,file,caption\nROCO_1,a.jpg,x\n", "'name'"),
+    "chexpert-plus": (make_chexpert_plus, "df_chexpert_plus_240401.csv", "path_to_image,report\ntrain/p/s/v.jpg,x\n",
+                      "'deid_patient_id'"),
+    "slake": (make_slake, "train.json", json.dumps([{"img_name": "xmlab1/source.jpg", "question": "q"}]), "'answer'"),
+}
 
 
-def test_roco_kaggle_wrong_columns(tmp_path):
-    root = make_roco_kaggle(tmp_path)
-    write_text(root / "all_data" / "train" / "radiologytraindata.csv", "id,file,caption\nROCO_1,a.jpg,x\n")
-    with pytest.raises(MissingColumnError, match=r"radiologytraindata\.csv.*'name'"):
-        read("roco", root)
+@pytest.mark.parametrize("source", MISSING_COLUMNS)
+def test_a_missing_column_names_file_and_column(source, tmp_path):
+    make, name, text, column = MISSING_COLUMNS[source]
+    root = make(tmp_path)
+    write_text(root / name, text)
+    with pytest.raises(MissingColumnError, match=re.escape(Path(name).name) + ".*" + column):
+        read(source, root)
 
 
 def test_roco_unknown_layout(tmp_path):
@@ -108,20 +109,6 @@ def test_mimic_cxr_bad_split_file(tmp_path):
         handle.write("dicom_id,study_id,subject_id\n")
     with pytest.raises(MissingColumnError, match=r"mimic-cxr-2\.0\.0-split\.csv\.gz.*'split'"):
         read("mimic-cxr", root)
-
-
-def test_chexpert_plus_missing_column(tmp_path):
-    root = make_chexpert_plus(tmp_path)
-    write_text(root / "df_chexpert_plus_240401.csv", "path_to_image,report\ntrain/p/s/v.jpg,x\n")
-    with pytest.raises(MissingColumnError, match=r"df_chexpert_plus_240401\.csv.*'deid_patient_id'"):
-        read("chexpert-plus", root)
-
-
-def test_slake_missing_key(tmp_path):
-    root = make_slake(tmp_path)
-    write_text(root / "train.json", json.dumps([{"img_name": "xmlab1/source.jpg", "question": "q"}]))
-    with pytest.raises(MissingColumnError, match=r"train\.json.*'answer'"):
-        read("slake", root)
 
 
 def test_pathvqa_pickle_cannot_run_code(tmp_path):

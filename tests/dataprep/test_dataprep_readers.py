@@ -17,15 +17,12 @@ from dataprep_layouts import (
     make_rocov2,
     make_slake,
     make_vqa_rad,
+    read,
     write_text,
 )
 
 from radtune.dataprep.readers import READERS
 from radtune.dataprep.records import read_csv
-
-
-def read(name, root, **options):
-    return list(READERS[name].read(root, **options))
 
 
 def test_every_source_has_a_reader():

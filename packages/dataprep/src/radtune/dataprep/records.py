@@ -157,6 +157,18 @@ def json_object(item, path: str | Path, number: int, required: Iterable[str]) ->
     return item
 
 
+def json_objects(items, path: str | Path, required: Iterable[str]) -> Iterator[tuple[int, dict]]:
+    """`(number, item)` for each element of `items` (the list read from `path`), each checked by `json_object`.
+
+    Raises:
+        `SourceFileError`: `items` is not a list, or an element is not an object holding `required`.
+    """
+    if not isinstance(items, list):
+        raise SourceFileError(f"{path}: expected a list of questions, got {type(items).__name__}")
+    for number, item in enumerate(items):
+        yield number, json_object(item, path, number, required)
+
+
 def find_file(root: Path, *names: str) -> Path | None:
     """The first of `names` (relative to `root`, tried as given and with `.gz`) that exists."""
     for name in names:

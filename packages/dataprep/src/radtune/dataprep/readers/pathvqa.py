@@ -10,7 +10,7 @@ import pickle
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..records import Reader, SourceFileError, SourceLayoutError, clean_text, json_object
+from ..records import Reader, SourceLayoutError, clean_text, json_objects
 
 SPLITS = {"train": "train", "val": "validation", "test": "test"}
 REQUIRED = ("image", "question", "answer")
@@ -35,11 +35,7 @@ def read(root: str | Path) -> Iterator[dict]:
         if not path.is_file():
             continue
         found = True
-        items = load_pickle(path)
-        if not isinstance(items, list):
-            raise SourceFileError(f"{path}: expected a list of questions, got {type(items).__name__}")
-        for number, item in enumerate(items):
-            item = json_object(item, path, number, REQUIRED)
+        for number, item in json_objects(load_pickle(path), path, REQUIRED):
             answer = clean_text(item["answer"])
             image_id = clean_text(item["image"])
             yield {

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..records import Reader, SourceFileError, SourceLayoutError, clean_text, json_object, read_json
+from ..records import Reader, SourceLayoutError, clean_text, json_objects, read_json
 
 SPLIT_FILES = {"train": ("train.json",), "validation": ("validate.json", "validation.json"), "test": ("test.json",)}
 REQUIRED = ("img_name", "question", "answer")
@@ -30,11 +30,7 @@ def read(root: str | Path, languages: str = "en") -> Iterator[dict]:
         if path is None:
             continue
         found = True
-        items = read_json(path)
-        if not isinstance(items, list):
-            raise SourceFileError(f"{path}: expected a JSON list of questions")
-        for number, item in enumerate(items):
-            item = json_object(item, path, number, REQUIRED)
+        for _, item in json_objects(read_json(path), path, REQUIRED):
             if item.get("q_lang", "en") not in keep:
                 continue
             yield {

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..records import Reader, SourceFileError, SourceLayoutError, clean_text, json_object, read_json
+from ..records import Reader, SourceFileError, SourceLayoutError, clean_text, json_objects, read_json
 
 TEST_PHRASE_TYPES = ("test_freeform", "test_para")
 REQUIRED = ("image_name", "question", "answer")
@@ -26,12 +26,8 @@ def read(root: str | Path) -> Iterator[dict]:
     images = root / "VQA_RAD Image Folder"
     if not images.is_dir():
         images = next((p for p in root.iterdir() if p.is_dir() and "image" in p.name.lower()), images)
-    items = read_json(path)
-    if not isinstance(items, list):
-        raise SourceFileError(f"{path}: expected a JSON list of questions")
     first_item: dict[str, int] = {}
-    for number, item in enumerate(items):
-        item = json_object(item, path, number, REQUIRED)
+    for number, item in json_objects(read_json(path), path, REQUIRED):
         qid = clean_text(item.get("qid"))
         if qid and first_item.setdefault(qid, number) != number:
             raise SourceFileError(
