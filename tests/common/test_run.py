@@ -104,3 +104,11 @@ def test_read_run_info(tmp_path):
     (tmp_path / "run_info.json").write_text("{")
     with pytest.raises(ValueError, match="not valid JSON"):
         read_run_info(tmp_path)
+
+
+def test_a_checkpoint_reads_its_runs_info(tmp_path):
+    (tmp_path / "run_info.json").write_text('{"base_model": "base"}')
+    (tmp_path / "checkpoint-10").mkdir()
+    assert read_run_info(tmp_path / "checkpoint-10") == {"base_model": "base"}
+    (tmp_path / "other").mkdir()
+    assert read_run_info(tmp_path / "other") == {}  # only checkpoint-N folders look at their parent

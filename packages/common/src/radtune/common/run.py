@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -386,9 +387,12 @@ def evaluation_meta(training_args, script_args: RunArguments, splits: RunSplits,
 
 
 def read_run_info(folder: str | Path) -> dict:
-    """The `run_info.json` a training run wrote into `folder` (`{}` when there is none: a model not trained by
-    radtune, or a Hub repo without it)."""
-    path = Path(folder) / RUN_INFO_FILE
+    """The `run_info.json` a training run wrote into `folder` — for a `checkpoint-N` folder, its run's — or `{}`
+    when there is none (a model not trained by radtune, or a Hub repo without it)."""
+    folder = Path(folder)
+    path = folder / RUN_INFO_FILE
+    if not path.is_file() and re.fullmatch(r"checkpoint-\d+", folder.name):
+        path = folder.parent / RUN_INFO_FILE
     if not path.is_file():
         return {}
     try:

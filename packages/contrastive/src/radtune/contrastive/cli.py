@@ -8,8 +8,6 @@ the run's files (`<model>/eval-<command>-<split>`), never over them.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from radtune.common.cli_options import evaluation_options, image_column_option, text_column_option
@@ -66,16 +64,6 @@ def _load_model(model: str, device: str | None):
     return loaded.to(device).eval(), processor
 
 
-def _run_info(model: str) -> dict:
-    """What the run recorded: `<model>/run_info.json`, or its run's for a `checkpoint-*` folder (`{}`: none)."""
-    from radtune.common.run import read_run_info
-
-    info = read_run_info(model)
-    if not info and Path(model).name.startswith("checkpoint-"):
-        info = read_run_info(Path(model).parent)
-    return info
-
-
 def _fail(error: Exception) -> click.ClickException:
     return click.ClickException(str(error))
 
@@ -101,7 +89,7 @@ def zero_shot_command(model, dataset, split, out, max_samples, batch_size, n_res
     """
     from radtune.common.cli_options import recorded
     from radtune.common.hub import HubError
-    from radtune.common.run import evaluation_out_dir
+    from radtune.common.run import evaluation_out_dir, read_run_info
     from radtune.contrastive.evaluation import (
         dataset_labels,
         evaluate_zero_shot,
@@ -112,7 +100,7 @@ def zero_shot_command(model, dataset, split, out, max_samples, batch_size, n_res
 
     try:
         out = evaluation_out_dir(model, "zero-shot", split, out)
-        image_column = recorded(image_column, _run_info(model), "image_column", "image")
+        image_column = recorded(image_column, read_run_info(model), "image_column", "image")
         data, splits = _load_split(dataset, split)
         require_columns(data, [image_column, labels_column])
         # The dataset's labels are those of all its splits; checked before the model loads, to fail fast.
@@ -151,12 +139,12 @@ def retrieve_command(model, dataset, split, out, max_samples, batch_size, n_resa
     """
     from radtune.common.cli_options import recorded
     from radtune.common.hub import HubError
-    from radtune.common.run import evaluation_out_dir
+    from radtune.common.run import evaluation_out_dir, read_run_info
     from radtune.contrastive.evaluation import evaluate_retrieval, report_lines
 
     try:
         out = evaluation_out_dir(model, "retrieval", split, out)
-        info = _run_info(model)
+        info = read_run_info(model)
         data, _ = _load_split(dataset, split)
         loaded, processor = _load_model(model, device)
         report = evaluate_retrieval(loaded, processor, data, out, text_column=recorded(text_column, info, "text_column", "text"),

@@ -56,12 +56,13 @@ def _run_info(model: str) -> dict:
     """What the model's training run recorded (`{}` for a model radtune did not train); fails early, in a line, on
     a missing model or a run folder with only checkpoints."""
     from radtune.common.hub import HubError, require_model_files
-    from radtune.llava_vqa.inference import model_run_info, resolve
+    from radtune.common.run import read_run_info
+    from radtune.llava_vqa.inference import resolve
 
     try:
         folder = resolve(model)
         require_model_files(folder)
-        return model_run_info(folder)
+        return read_run_info(folder)
     except (HubError, OSError, ValueError) as error:
         raise click.ClickException(f"could not load {model}: {error}") from error
 

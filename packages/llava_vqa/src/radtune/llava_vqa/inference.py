@@ -8,7 +8,6 @@ and loads the base model as training did (the base model and quantisation `run_i
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -47,18 +46,6 @@ def ensure_training_chat_template(processor) -> str | None:
     return notice
 
 
-def model_run_info(folder: str | Path) -> dict:
-    """What the training run of `folder` recorded (`run_info.json`): the folder's own, or for a `checkpoint-N`
-    folder its run's; `{}` for a model radtune did not train."""
-    from radtune.common.run import read_run_info
-
-    folder = Path(folder)
-    info = read_run_info(folder)
-    if not info and re.fullmatch(r"checkpoint-\d+", folder.name):
-        info = read_run_info(folder.parent)
-    return info
-
-
 def quantization_config(quantization: Mapping | None):
     """The bitsandbytes config of a recorded quantisation (`run_info.json`'s `quantization`), built as training
     built it: TRL's `get_quantization_config` on a `ModelConfig` with those settings (`None`: no quantisation)."""
@@ -88,7 +75,7 @@ def load_vqa_model(
 ):
     """Load a LoRA adapter on its base model, or a full (merged) model, with its processor, as the run trained it.
 
-    The run's `run_info.json` (`model_run_info`: a checkpoint's is its run's) supplies the base model, the weights
+    The run's `run_info.json` (`radtune.common.run.read_run_info`: a checkpoint's is its run's) supplies the base model, the weights
     dtype and the quantisation; arguments given here override it.
 
     Args:
@@ -111,10 +98,11 @@ def load_vqa_model(
     from transformers import AutoProcessor, LlavaForConditionalGeneration
 
     from radtune.common.hub import require_model_files
+    from radtune.common.run import read_run_info
 
     folder = resolve(model)
     require_model_files(folder)
-    info = model_run_info(folder)
+    info = read_run_info(folder)
     adapter_config = folder / "adapter_config.json"
     is_adapter = adapter_config.is_file()
     if is_adapter:
