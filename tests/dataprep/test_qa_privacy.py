@@ -9,11 +9,11 @@ import pytest
 from click.testing import CliRunner
 from qa_fake_openai import FakeOpenAI, make_report_dataset
 
+from radtune.dataprep.deidentify import scrub
 from radtune.dataprep.qa.privacy import (
     CredentialedUploadRefusedError,
     check_upload_allowed,
     credentialed_sources,
-    scrub,
 )
 from radtune.dataprep.qa_cli import qa
 

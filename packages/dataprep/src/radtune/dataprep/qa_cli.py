@@ -158,7 +158,8 @@ def qa(
     `impression`). The reports of credentialed data (MIMIC-CXR, CheXpert Plus) go only to servers on loopback
     or private addresses or to Azure OpenAI (*.openai.azure.com), unless --allow-credentialed-upload; anything
     else is refused before the first request, and a public push of the result is refused. Identifiers left in
-    the reports (dates, phone and record numbers, "Dr. Name") are scrubbed before any text leaves.
+    the reports (names with a title or degree, dates, phone, record and social security numbers, e-mail
+    addresses, URLs, ages over 89) are scrubbed before any text leaves.
 
     OUT_DIR appears only once complete with its card and qa_report.json. A killed run resumes from its cache
     (OUT_DIR.qa_cache.sqlite, beside OUT_DIR) without repeating a completed request. Exits non-zero, writing

@@ -4,7 +4,7 @@
 - `openai_generator.py`: async generation with bounded concurrency, retries, timeouts and one re-ask
 - `batch_api.py`: the Batch API route (half price)
 - `cache.py`: the SQLite cache that makes a run resumable
-- `privacy.py`: identifier scrubbing and the credentialed-data guard
+- `privacy.py`: the credentialed-data guard (identifiers are scrubbed by `radtune.dataprep.deidentify`)
 - `pricing.py`: token prices and the cost report
 - `rules_generator.py`: the offline generator built on the report labeler
 - `export.py`: the TRL `messages` / `prompt`-`completion` dataset and its card

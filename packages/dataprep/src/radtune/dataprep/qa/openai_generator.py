@@ -20,9 +20,10 @@ import openai
 import pydantic
 from openai import AsyncAzureOpenAI, AsyncOpenAI
 
+from radtune.dataprep.deidentify import scrub
 from radtune.dataprep.qa.cache import QACache, cache_key
 from radtune.dataprep.qa.pricing import Usage
-from radtune.dataprep.qa.privacy import redact, scrub
+from radtune.dataprep.qa.privacy import redact
 from radtune.dataprep.qa.prompt import (
     PROMPT_VERSION,
     InvalidQAError,

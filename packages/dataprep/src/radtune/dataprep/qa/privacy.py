@@ -1,4 +1,5 @@
-"""What may leave the machine: identifier scrubbing and the credentialed-data guard.
+"""What may leave the machine: the credentialed-data guard and credentials in URLs (`radtune.dataprep.deidentify`
+scrubs identifiers from the text itself).
 
 PhysioNet's guidance for MIMIC-CXR (and the CheXpert Plus research use agreement) forbids sending the
 reports to a third-party service that retains them. Azure OpenAI and self-hosted OpenAI-compatible servers
@@ -23,46 +24,6 @@ _PRIVATE_NETWORKS = tuple(ipaddress.ip_network(net) for net in (
     "127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "::1/128", "fc00::/7", "fe80::/10",
 ))  # fmt: skip
 CREDENTIALED_SOURCES = frozenset(name for name, info in SOURCES.items() if info.credentialed)
-PLACEHOLDER = "___"  # MIMIC-CXR's own mark for removed text, kept as is
-
-_MONTHS = (
-    r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|Jun(?:e)?|Jul(?:y)?|Aug(?:ust)?|"
-    r"Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?"
-)
-# Order matters: the longer, more specific patterns run first.
-_PATTERNS: list[tuple[str, re.Pattern]] = [
-    ("doctor", re.compile(r"\b(Dr|Doctor)\.?\s+(?!___)[A-Z][A-Za-z'-]+(?:\s+[A-Z][A-Za-z'-]+)?")),
-    ("date", re.compile(rf"\b{_MONTHS}\s+\d{{1,2}}(?:st|nd|rd|th)?(?:,?\s+\d{{4}})?\b", re.IGNORECASE)),
-    ("date", re.compile(rf"\b\d{{1,2}}(?:st|nd|rd|th)?\s+{_MONTHS},?\s+\d{{4}}\b", re.IGNORECASE)),
-    ("date", re.compile(r"\b\d{4}[-/.]\d{1,2}[-/.]\d{1,2}\b")),
-    ("date", re.compile(r"\b\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}\b")),
-    ("phone", re.compile(r"(?:\+?1[\s.-]?)?\(?\b\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}\b")),
-    (
-        "record",
-        re.compile(
-            r"\b(?:MRN|MR|Acc(?:ession)?|Record|Medical record|ID)\b\s*(?:#|No\.?|number|:)?\s*[:#]?\s*"
-            r"(?=[A-Z-]*\d)[A-Z0-9-]{4,}\b",
-            re.IGNORECASE,
-        ),
-    ),
-    ("record", re.compile(r"\b\d{6,}\b")),
-    ("time", re.compile(r"\b\d{1,2}:\d{2}(?::\d{2})?\s*(?:[AaPp]\.?[Mm]\b)?")),
-]
-
-
-def scrub(text: str) -> str:
-    """Replace residual identifiers in `text` with `___`.
-
-    Catches dates (`03/14/2021`, `2021-03-14`, `March 14, 2021`), times, phone numbers, record or accession
-    numbers (labelled ones and any run of six or more digits) and "Dr. Name". Measurements such as `2.5 cm`
-    or `T11` stay; MIMIC-CXR's `___` placeholders stay as they are.
-    """
-    for kind, pattern in _PATTERNS:
-        if kind == "doctor":
-            text = pattern.sub(lambda m: f"{m.group(1)}. {PLACEHOLDER}", text)
-        else:
-            text = pattern.sub(PLACEHOLDER, text)
-    return text
 
 
 def endpoint_url(provider: str, base_url: str | None) -> str | None:
