@@ -271,58 +271,292 @@ def make_nih(root: Path, kaggle: bool = False, patients: int = 6) -> Path:
 # VQA ----------------------------------------------------------------------------------------------------------
 
 
-def make_vqa_rad(root: Path) -> Path:
-    items = [
-        {"qid": 1, "image_name": "synpic12345.jpg", "image_organ": "CHEST", "question": "Is there a pneumothorax?",
-         "answer": "no", "answer_type": "CLOSED", "question_type": "PRES", "phrase_type": "freeform"},
-        {"qid": 2, "image_name": "synpic12345.jpg", "image_organ": "CHEST", "question": "How many nodules?",
-         "answer": 2, "answer_type": "OPEN", "question_type": "COUNT", "phrase_type": "para"},
-        {"qid": 3, "image_name": "synpic23456.jpg", "image_organ": "HEAD", "question": "Is this an MRI?",
-         "answer": "yes", "answer_type": "CLOSED", "question_type": "MODALITY", "phrase_type": "test_freeform",
-         "evaluation": "NULL"},
-        {"qid": 4, "image_name": "synpic23456.jpg", "image_organ": "HEAD", "question": "Which lobe?",
-         "answer": "left frontal", "answer_type": "OPEN", "question_type": "POS", "phrase_type": "test_para"},
-        {"qid": 5, "image_name": "synpic23456.jpg", "image_organ": "HEAD", "question": "NULL",
-         "answer": "yes", "answer_type": "CLOSED", "question_type": "NULL", "phrase_type": "freeform"},
+# Questions per image in the generated VQA replicas (VQA-RAD asks about 7 per image, PathVQA about 7, SLAKE 20).
+QUESTIONS_PER_IMAGE = 8
+
+
+def image_bytes(seed: str, size=(8, 8), mode: str = "L", image_format: str = "PNG") -> bytes:
+    """The encoded bytes of a small image with random pixels seeded by `seed` (distinct seeds: distinct pixels)."""
+    import io
+
+    seed_value = int.from_bytes(hashlib.sha256(seed.encode()).digest()[:4], "big")
+    rng = np.random.default_rng(seed_value)
+    shape = (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0])
+    buffer = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, size=shape, dtype=np.uint8), mode=mode).save(buffer, format=image_format)
+    return buffer.getvalue()
+
+
+def vqa_plan(
+    rows: dict[str, int], leaked: int = 0, train_repeats: int = 0, test_repeats: int = 0, per_image: int = 8
+) -> list[dict]:
+    """The questions of a generated VQA replica, in file order: `rows[split]` distinct triplets per split (image,
+    question, answer), every second one closed (`yes`/`no`), `QUESTIONS_PER_IMAGE` per image, plus
+
+    - `leaked` train copies of the first test triplets, placed *first* (a naive first-copy-wins de-duplication would
+      then drop the test copy, as on the real VQA-RAD),
+    - `train_repeats` repeats of train triplets and `test_repeats` repeats of test triplets, at the end.
+
+    A build that keeps the official test split whole has `rows["train"]` train rows (leaked copies leave train, train
+    repeats are dropped) and `rows["test"] + test_repeats` test rows.
+
+    Each item: `split`, `image` (a key unique to the image, e.g. `test-00003`), `question`, `answer`, `closed`.
+    """
+    items = {}
+    for split, count in rows.items():
+        items[split] = []
+        for n in range(count):
+            closed = n % 2 == 0
+            items[split].append({
+                "split": split, "image": f"{split}-{n // per_image:05d}", "question": f"Question {n} on {split}?",
+                "answer": ("yes" if n % 4 == 0 else "no") if closed else f"finding {n}", "closed": closed,
+            })
+    test = items.get("test", [])
+    plan = [{**test[n % len(test)], "split": "train"} for n in range(leaked)] if test else []
+    for split_items in items.values():
+        plan += split_items
+    plan += [dict(items["train"][n % len(items["train"])]) for n in range(train_repeats)]
+    plan += [dict(test[n % len(test)]) for n in range(test_repeats)]
+    return plan
+
+
+def _plan_from_items(items: list[dict], leaked: int, train_repeats: int, test_repeats: int) -> list[dict]:
+    """Leaked copies (first) and repeats (last) of a hand-written item list, in the original's format."""
+    test = [item for item in items if item["split"] == "test"]
+    train = [item for item in items if item["split"] == "train"]
+    leaked_items = [{**test[n % len(test)], "split": "train"} for n in range(leaked)]
+    return leaked_items + items + [train[n % len(train)] for n in range(train_repeats)] + [
+        test[n % len(test)] for n in range(test_repeats)
     ]
+
+
+def make_vqa_rad(
+    root: Path, rows: dict[str, int] | None = None, leaked: int = 0, train_repeats: int = 0, test_repeats: int = 0
+) -> Path:
+    """`VQA_RAD Dataset Public.json` and `VQA_RAD Image Folder/`.
+
+    Without `rows`: five hand-written questions on two images (2 train, 2 test, one "NULL" question). With `rows`
+    (`{"train": 1793, "test": 451}` gives the published sizes): generated questions, see `vqa_plan` (8 px images).
+    `leaked`, `train_repeats` and `test_repeats` add copies as in `vqa_plan`.
+    """
+    if rows is None:
+        items = [
+            {"qid": 1, "image_name": "synpic12345.jpg", "image_organ": "CHEST", "question": "Is there a pneumothorax?",
+             "answer": "no", "answer_type": "CLOSED", "question_type": "PRES", "phrase_type": "freeform"},
+            {"qid": 2, "image_name": "synpic12345.jpg", "image_organ": "CHEST", "question": "How many nodules?",
+             "answer": 2, "answer_type": "OPEN", "question_type": "COUNT", "phrase_type": "para"},
+            {"qid": 3, "image_name": "synpic23456.jpg", "image_organ": "HEAD", "question": "Is this an MRI?",
+             "answer": "yes", "answer_type": "CLOSED", "question_type": "MODALITY", "phrase_type": "test_freeform",
+             "evaluation": "NULL"},
+            {"qid": 4, "image_name": "synpic23456.jpg", "image_organ": "HEAD", "question": "Which lobe?",
+             "answer": "left frontal", "answer_type": "OPEN", "question_type": "POS", "phrase_type": "test_para"},
+            {"qid": 5, "image_name": "synpic23456.jpg", "image_organ": "HEAD", "question": "NULL",
+             "answer": "yes", "answer_type": "CLOSED", "question_type": "NULL", "phrase_type": "freeform"},
+        ]
+        for item in items:
+            item["split"] = "test" if item["phrase_type"].startswith("test") else "train"
+        items = _plan_from_items(items, leaked, train_repeats, test_repeats)
+        for number, item in enumerate(items):
+            item = items[number] = dict(item)
+            if item.pop("split") == "train" and item["phrase_type"].startswith("test"):
+                item["phrase_type"] = item["phrase_type"][len("test_"):]  # a leaked copy asked in train
+            item["qid"] = number + 1
+        names = ("synpic12345.jpg", "synpic23456.jpg")
+        size = (16, 16)
+    else:
+        items, names = [], set()
+        for number, planned in enumerate(vqa_plan(rows, leaked, train_repeats, test_repeats, QUESTIONS_PER_IMAGE)):
+            name = f"synpic{planned['image'].replace('-', '')}.jpg"
+            names.add(name)
+            phrase = ("test_" if planned["split"] == "test" else "") + ("freeform" if number % 2 else "para")
+            items.append({"qid": number + 1, "image_name": name, "image_organ": "CHEST",
+                          "question": planned["question"], "answer": planned["answer"],
+                          "answer_type": "CLOSED" if planned["closed"] else "OPEN", "question_type": "PRES",
+                          "phrase_type": phrase})
+        size = (8, 8)
     write_text(root / "VQA_RAD Dataset Public.json", json.dumps(items))
-    for name in ("synpic12345.jpg", "synpic23456.jpg"):
-        write_image(root / "VQA_RAD Image Folder" / name)
+    for name in sorted(names):
+        write_image(root / "VQA_RAD Image Folder" / name, size=size)
     return root
 
 
-def make_slake(root: Path, validation_name: str = "validate.json") -> Path:
+def make_slake(
+    root: Path,
+    validation_name: str = "validate.json",
+    rows: dict[str, int] | None = None,
+    leaked: int = 0,
+    train_repeats: int = 0,
+    test_repeats: int = 0,
+) -> Path:
+    """`train.json`, `validate.json` (or `validation.json`), `test.json` and `imgs/xmlabN/source.jpg`.
+
+    Without `rows`: five hand-written questions (one in Chinese) on four images. With `rows` (`{"train": 4919,
+    "validation": 1053, "test": 1061}` gives the published English sizes): generated English questions, see
+    `vqa_plan`; `leaked`, `train_repeats` and `test_repeats` as there.
+    """
     def item(qid, img, question, answer, lang="en", answer_type="CLOSED"):
         return {"img_id": int(img[5:]), "img_name": f"{img}/source.jpg", "question": question, "answer": answer,
                 "q_lang": lang, "answer_type": answer_type, "modality": "CT", "location": "Abdomen",
                 "content_type": "Organ", "base_type": "vqa", "qid": qid}
 
-    files = {
-        "train.json": [item(1, "xmlab1", "Is this a CT?", "Yes"), item(2, "xmlab1", "这是CT吗?", "是", lang="zh"),
-                       item(3, "xmlab2", "Which organ is abnormal?", "Liver", answer_type="OPEN")],
-        validation_name: [item(4, "xmlab3", "Is the liver healthy?", "No")],
-        "test.json": [item(5, "xmlab4", "What modality?", "MRI", answer_type="OPEN")],
-    }
+    if rows is None:
+        files = {
+            "train.json": [item(1, "xmlab1", "Is this a CT?", "Yes"), item(2, "xmlab1", "这是CT吗?", "是", lang="zh"),
+                           item(3, "xmlab2", "Which organ is abnormal?", "Liver", answer_type="OPEN")],
+            validation_name: [item(4, "xmlab3", "Is the liver healthy?", "No")],
+            "test.json": [item(5, "xmlab4", "What modality?", "MRI", answer_type="OPEN")],
+        }
+        if leaked or train_repeats or test_repeats:
+            planned = _plan_from_items(
+                [{**i, "split": s} for s, n in (("train", "train.json"), ("validation", validation_name),
+                                               ("test", "test.json")) for i in files[n]],
+                leaked, train_repeats, test_repeats,
+            )
+            files = {name: [] for name in files}
+            for number, entry in enumerate(planned):
+                name = {"train": "train.json", "validation": validation_name, "test": "test.json"}[entry["split"]]
+                files[name].append({k: v for k, v in entry.items() if k != "split"} | {"qid": number + 1})
+        for n in range(1, 5):
+            write_image(root / "imgs" / f"xmlab{n}" / "source.jpg", mode="RGB")
+    else:
+        files = {"train.json": [], validation_name: [], "test.json": []}
+        images = {}
+        for number, planned in enumerate(vqa_plan(rows, leaked, train_repeats, test_repeats, QUESTIONS_PER_IMAGE)):
+            img = images.setdefault(planned["image"], f"xmlab{len(images)}")
+            name = {"train": "train.json", "validation": validation_name, "test": "test.json"}[planned["split"]]
+            files[name].append(item(number + 1, img, planned["question"], planned["answer"],
+                                    answer_type="CLOSED" if planned["closed"] else "OPEN"))
+        for img in images.values():
+            write_image(root / "imgs" / img / "source.jpg", size=(8, 8), mode="RGB")
     for name, items in files.items():
         write_text(root / name, json.dumps(items, ensure_ascii=False))
-    for n in range(1, 5):
-        write_image(root / "imgs" / f"xmlab{n}" / "source.jpg", mode="RGB")
     return root
 
 
-def make_pathvqa(root: Path) -> Path:
+def make_pathvqa(
+    root: Path, rows: dict[str, int] | None = None, leaked: int = 0, train_repeats: int = 0, test_repeats: int = 0
+) -> Path:
+    """`pvqa/images/{train,val,test}/<id>.jpg` and `pvqa/qas/<split>/<split>_qa.pkl`.
+
+    Without `rows`: two questions on each of four images. With `rows` (`{"train": 19654, "validation": 6259,
+    "test": 6719}` gives the de-duplicated published sizes): generated questions, see `vqa_plan`; `leaked`,
+    `train_repeats` and `test_repeats` as there.
+    """
     base = root / "pvqa"
-    for prefix, image_ids in (("train", ("train_0422", "train_0423")), ("val", ("val_0001",)), ("test", ("test_0007",))):
+    prefixes = {"train": "train", "validation": "val", "test": "test"}
+    if rows is None:
+        layout = (("train", ("train_0422", "train_0423")), ("validation", ("val_0001",)), ("test", ("test_0007",)))
         items = []
-        for image_id in image_ids:
-            write_image(base / "images" / prefix / f"{image_id}.jpg", mode="RGB")
-            items.append({"image": image_id, "question": "Is this tissue necrotic?", "answer": "yes"})
-            items.append({"image": image_id, "question": "What stain is used?", "answer": "hematoxylin and eosin"})
+        for split, image_ids in layout:
+            for image_id in image_ids:
+                write_image(base / "images" / prefixes[split] / f"{image_id}.jpg", mode="RGB")
+                items.append({"split": split, "image": image_id, "question": "Is this tissue necrotic?",
+                              "answer": "yes"})
+                items.append({"split": split, "image": image_id, "question": "What stain is used?",
+                              "answer": "hematoxylin and eosin"})
+        items = _plan_from_items(items, leaked, train_repeats, test_repeats)
+    else:
+        items = [
+            {"split": planned["split"], "image": planned["image"].replace("-", "_"), "question": planned["question"],
+             "answer": planned["answer"]}
+            for planned in vqa_plan(rows, leaked, train_repeats, test_repeats, QUESTIONS_PER_IMAGE)
+        ]
+    written = set()
+    by_split = {split: [] for split in prefixes}
+    for entry in items:
+        by_split[entry["split"]].append({k: entry[k] for k in ("image", "question", "answer")})
+        # A leaked train copy names a test image: PathVQA's train pickle names train images, so copy it there.
+        folder = base / "images" / prefixes[entry["split"]]
+        if (folder, entry["image"]) not in written and not (folder / f"{entry['image']}.jpg").exists():
+            write_image(folder / f"{entry['image']}.jpg", size=(8, 8) if rows else (16, 16), mode="RGB",
+                        seed=f"{entry['image']}.jpg")
+        written.add((folder, entry["image"]))
+    for split, prefix in prefixes.items():
         path = base / "qas" / prefix / f"{prefix}_qa.pkl"
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "wb") as handle:
-            pickle.dump(items, handle)
+            pickle.dump(by_split[split], handle)
     return root
+
+
+# Hub copies ---------------------------------------------------------------------------------------------------
+
+
+def _write_vqa_parquet(folder: Path, plan: list[dict], splits: tuple[str, ...]) -> Path:
+    """`data/<split>-00000-of-00001.parquet` with the Hub copies' columns `image`, `question`, `answer`."""
+    from datasets import Dataset, Features, Value
+    from datasets import Image as ImageFeature
+
+    features = Features({"image": ImageFeature(), "question": Value("string"), "answer": Value("string")})
+    cache: dict[str, bytes] = {}
+    for split in splits:
+        chosen = [entry for entry in plan if entry["split"] == split]
+        columns = {
+            "image": [{"bytes": cache.setdefault(e["image"], image_bytes(e["image"])), "path": None} for e in chosen],
+            "question": [e["question"] for e in chosen],
+            "answer": [e["answer"] for e in chosen],
+        }
+        (folder / "data").mkdir(parents=True, exist_ok=True)
+        Dataset.from_dict(columns, features=features).to_parquet(str(folder / "data" / f"{split}-00000-of-00001.parquet"))
+    return folder
+
+
+def make_vqa_rad_hub(
+    folder: Path, rows: dict[str, int] | None = None, leaked: int = 0, train_repeats: int = 0, test_repeats: int = 0
+) -> Path:
+    """A replica of `flaviagiammarino/vqa-rad`: parquet `data/{train,test}-*.parquet` with `image`, `question`,
+    `answer` (no answer type). `rows` defaults to train 6 / test 4; `{"train": 1793, "test": 451}` gives the
+    published sizes. `leaked`, `train_repeats`, `test_repeats` as in `vqa_plan`."""
+    plan = vqa_plan(rows or {"train": 6, "test": 4}, leaked, train_repeats, test_repeats, QUESTIONS_PER_IMAGE)
+    return _write_vqa_parquet(folder, plan, ("train", "test"))
+
+
+def make_pathvqa_hub(
+    folder: Path, rows: dict[str, int] | None = None, leaked: int = 0, train_repeats: int = 0, test_repeats: int = 0
+) -> Path:
+    """A replica of `flaviagiammarino/path-vqa`: parquet `data/{train,validation,test}-*.parquet` with `image`,
+    `question`, `answer`. `rows` defaults to 6 / 2 / 4; `{"train": 19654, "validation": 6259, "test": 6719}` gives
+    the published sizes."""
+    plan = vqa_plan(rows or {"train": 6, "validation": 2, "test": 4}, leaked, train_repeats, test_repeats,
+                    QUESTIONS_PER_IMAGE)
+    return _write_vqa_parquet(folder, plan, ("train", "validation", "test"))
+
+
+def make_slake_hub(
+    folder: Path, rows: dict[str, int] | None = None, leaked: int = 0, train_repeats: int = 0, test_repeats: int = 0
+) -> Path:
+    """A replica of `BoKelvin/SLAKE`: `train.json`, `validation.json`, `test.json` and `imgs.zip` holding
+    `imgs/xmlabN/source.jpg` (`make_slake`'s layout, images zipped). `rows` as in `make_slake` (default: its five
+    hand-written questions)."""
+    import shutil
+
+    make_slake(folder, validation_name="validation.json", rows=rows, leaked=leaked, train_repeats=train_repeats,
+               test_repeats=test_repeats)
+    shutil.make_archive(str(folder / "imgs"), "zip", root_dir=folder, base_dir="imgs")
+    shutil.rmtree(folder / "imgs")
+    return folder
+
+
+def make_rocov2_hub(folder: Path, rows: dict[str, int] | None = None) -> Path:
+    """A replica of `eltorio/ROCOv2-radiology`: parquet `data/{train,validation,test}-*.parquet` with `image`,
+    `image_id`, `caption`, `cui` (a list). `rows` defaults to 3 / 1 / 2."""
+    from datasets import Dataset, Features, List, Value
+    from datasets import Image as ImageFeature
+
+    features = Features({"image": ImageFeature(), "image_id": Value("string"), "caption": Value("string"),
+                         "cui": List(Value("string"))})
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    for split, count in (rows or {"train": 3, "validation": 1, "test": 2}).items():
+        prefix = {"train": "train", "validation": "valid", "test": "test"}[split]
+        ids = [f"ROCOv2_2023_{prefix}_{n + 1:06d}" for n in range(count)]
+        columns = {
+            "image": [{"bytes": image_bytes(i, mode="RGB"), "path": None} for i in ids],
+            "image_id": ids,
+            "caption": [f"Axial CT of the chest, case {i}." for i in ids],
+            "cui": [["C0040405", "C0817096"] for _ in ids],
+        }
+        Dataset.from_dict(columns, features=features).to_parquet(str(folder / "data" / f"{split}-00000-of-00001.parquet"))
+    return folder
 
 
 def make_imagefolder_csv(root: Path, rows: list[tuple] | None = None, header: str = "file_name,text,patient_id") -> Path:

@@ -98,6 +98,24 @@ def test_a_missing_column_names_file_and_column(source, tmp_path):
         read(source, root)
 
 
+@pytest.mark.parametrize(
+    ("source", "make", "option", "expected"),
+    [
+        ("vqa-rad", make_vqa_rad, "languages=en", "for the vqa-rad reader; it takes no options"),
+        ("slake", make_slake, "language=en", "for the slake reader; its options are: languages"),
+        ("roco", make_roco_kaggle, "subset=radiology", "for the roco reader; its options are: subsets"),
+    ],
+)
+def test_an_unknown_reader_option_is_one_line_listing_the_reader_options(tmp_path, source, make, option, expected):
+    root = make(tmp_path / "src")
+    name = option.partition("=")[0]
+    with pytest.raises(ValueError, match=f"unknown --reader-option {name} {expected}"):
+        build_dataset(source, root, tmp_path / "out", reader_options={name: "x"})
+    output = build_fails(source, root, tmp_path / "out", "--reader-option", option)
+    assert output.strip().splitlines() == [f"Error: unknown --reader-option {name} {expected}"]
+    assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
+
+
 def test_roco_unknown_layout(tmp_path):
     with pytest.raises(SourceLayoutError, match="neither the original ROCO layout"):
         read("roco", tmp_path)

@@ -132,7 +132,10 @@ def test_vqa_rad_null_fields_int_answers_and_test_split(tmp_path):
     assert records[1]["answer"] == "2"  # int in the JSON
     assert records[4]["question"] == ""  # "NULL": the build skips it as empty_text
     assert [r["split"] for r in records] == ["train", "train", "test", "test", "train"]
-    assert records[0]["answer_type"] == "CLOSED"
+    # The source's CLOSED/OPEN, lowercased: every VQA reader writes `closed` / `open`.
+    assert [(r["answer_type"], r["answer_type_source"]) for r in records[:4]] == [
+        ("closed", "given"), ("open", "given"), ("closed", "given"), ("open", "given")
+    ]
     assert records[0]["image"].endswith("VQA_RAD Image Folder/synpic12345.jpg")
 
 
@@ -143,13 +146,17 @@ def test_slake_english_only_by_default(tmp_path, validation_name):
     assert len(records) == 4 and all("是" not in r["answer"] for r in records)
     assert [r["split"] for r in records] == ["train", "train", "validation", "test"]
     assert len(read("slake", root, languages="en,zh")) == 5
+    assert [r["answer_type"] for r in records] == ["closed", "open", "closed", "open"]
+    assert {r["answer_type_source"] for r in records} == {"given"}
 
 
 def test_pathvqa_pickles(tmp_path):
     records = read("pathvqa", make_pathvqa(tmp_path))
     assert len(records) == 8
     assert {r["split"] for r in records} == {"train", "validation", "test"}
-    assert records[0]["answer_type"] == "CLOSED" and records[1]["answer_type"] == "OPEN"
+    # PathVQA has no answer type: "yes" makes a closed question, "hematoxylin and eosin" an open one.
+    assert records[0]["answer_type"] == "closed" and records[1]["answer_type"] == "open"
+    assert {r["answer_type_source"] for r in records} == {"derived"}
     assert records[0]["image"].endswith("pvqa/images/train/train_0422.jpg")
 
 

@@ -10,9 +10,11 @@ The steps, each streaming through Arrow files so memory stays flat however large
    split (official, else patient-level hash) and writes each kept row straight into the Arrow shards of its
    split: the image bytes are written once;
 3. skipped records are counted by reason; too many (`max_skip_fraction`) fails the build; exact duplicates
-   (the same decoded pixels, and the same `dedupe_on` fields, as an earlier record; see
-   `image_processing.pixel_hash`) are dropped and counted, the first copy kept; the kept records are checked for
-   patient leakage across splits;
+   (the same decoded pixels, and the same `dedupe_on` fields, as another record; see
+   `image_processing.pixel_hash`) are resolved by `resolve_duplicates`: an official test split is never altered
+   (a copy in train or validation of a test row leaves its split and is reported as leakage; repeats inside the
+   test split are reported, not removed), elsewhere the first copy is kept and the others dropped and counted;
+   the kept records are checked for patient leakage across splits;
 4. the shards become a `save_to_disk` folder (`image_pass.finish_splits`) in a temporary folder beside the
    output, with `build_report.json` and the dataset card `README.md`, and the folder is renamed into place only
    at the very end: a failed build leaves nothing behind, and the staging folder of a killed one (its workers die
@@ -22,6 +24,7 @@ The steps, each streaming through Arrow files so memory stays flat however large
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import os
 import shutil
@@ -36,9 +39,10 @@ from . import __version__, card
 from .image_pass import ImagePass, finish_splits, open_table, run_image_pass
 from .image_processing import DEFAULT_MAX_PIXELS
 from .readers import READERS
+from .readers.hub import fetch, hub_reader, is_hub_address
 from .records import LIST_FIELDS, STRING_FIELDS, Reader
-from .sources import resolve_source
-from .splits import DEFAULT_RATIOS, check_patient_leakage, normalise_split_name, parse_ratios
+from .sources import SOURCES, published_splits, resolve_source
+from .splits import DEFAULT_RATIOS, SPLIT_NAMES, check_patient_leakage, normalise_split_name, parse_ratios
 
 REPORT_NAME = "build_report.json"
 # Columns every build keeps, even when empty.
@@ -71,12 +75,33 @@ def _as_string(value) -> str | None:
     return value if isinstance(value, str) else str(value)
 
 
+def reader_option_names(reader: Reader) -> tuple[str, ...]:
+    """The options `reader.read` takes after its source (`languages` for SLAKE, none for VQA-RAD)."""
+    parameters = list(inspect.signature(reader.read).parameters.values())[1:]
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return tuple(parameter.name for parameter in parameters if parameter.kind in kinds)
+
+
+def check_reader_options(source: str, reader: Reader, options: dict) -> None:
+    """Refuse options the reader does not take, in one line that lists those it does.
+
+    Raises:
+        `ValueError`: an unknown option.
+    """
+    known = reader_option_names(reader)
+    unknown = [name for name in options if name not in known]
+    if unknown:
+        takes = f"its options are: {', '.join(known)}" if known else "it takes no options"
+        raise ValueError(f"unknown --reader-option {', '.join(unknown)} for the {source} reader; {takes}")
+
+
 def generate_records(
-    reader_name: str, src_dir: str, reader_options: dict, source_name: str, default_license: str
+    reader: Reader, src, reader_options: dict, source_name: str, default_license: str
 ) -> Iterator[dict]:
-    """Yield the reader's records in the schema of the records file (`_record_features`)."""
-    reader = READERS[reader_name]
-    for record in reader.read(src_dir, **reader_options):
+    """Yield the reader's records in the schema of the records file (`_record_features`).
+
+    `src` is the source folder (a `str`) or, for a Hub copy, the fetched `readers.hub.HubSource`."""
+    for record in reader.read(src, **reader_options):
         image = record.get("image")
         row = {name: _as_string(record.get(name)) for name in STRING_FIELDS}
         for name in LIST_FIELDS:
@@ -153,7 +178,8 @@ def build_dataset(
     Args:
         source (`str`): a reader name (`rocov2`, `roco`, `mimic-cxr`, `chexpert-plus`, `nih`, `vqa-rad`, `slake`,
             `pathvqa`, `imagefolder-csv`).
-        src_dir (`str` or `Path`): the source as downloaded and unzipped.
+        src_dir (`str` or `Path`): the source as downloaded and unzipped, or a Hub copy of it,
+            `hf://datasets/OWNER/NAME[@REVISION]` (vqa-rad, pathvqa, slake, rocov2; see `readers.hub`).
         out_dir (`str` or `Path`): where the `save_to_disk` folder goes; it must not exist unless `overwrite`.
         max_side (`int`, *optional*): scale images down so their longer side is at most this.
         num_proc (`int`, *optional*, defaults to `1`): processes decoding images (this one included).
@@ -174,6 +200,8 @@ def build_dataset(
             `<out_dir>.build_report.json` and no dataset is written).
         `PatientLeakageError`: one patient ended up in two splits.
         `MissingColumnError`, `SourceLayoutError`: the source is not laid out as the reader expects.
+        `ValueError`: a reader option the reader does not take (the message lists those it takes).
+        `HubError`: a Hub source whose repo or revision does not exist or cannot be reached.
     """
     from datasets import Features, Image
 
@@ -184,16 +212,31 @@ def build_dataset(
     if max_side is not None and max_side < 1:
         raise ValueError(f"max_side must be a positive number of pixels, got {max_side}")
     ratios = parse_ratios(ratios)
-    reader: Reader = READERS[source]
-    src_dir, out_dir = Path(src_dir).resolve(), Path(out_dir).resolve()
-    if not src_dir.is_dir():
-        raise FileNotFoundError(f"source folder not found: {src_dir}")
+    reader_options = dict(reader_options or {})
+    from_hub = is_hub_address(str(src_dir))
+    reader: Reader = hub_reader(source, READERS[source]) if from_hub else READERS[source]
+    check_reader_options(source, reader, reader_options)
+    out_dir = Path(out_dir).resolve()
     if out_dir.exists() and not overwrite:
         raise FileExistsError(f"{out_dir} already exists (pass overwrite=True / --overwrite to replace it)")
-    info, marker = resolve_source(source, src_dir)
-    if marker is None and (reader_options or {}).get("license"):
+    hub = None
+    if from_hub:
+        hub = fetch(str(src_dir))
+        src, src_dir, marker = hub, hub.address, None
+        info = SOURCES[source]
+        if hub.license:  # the copy's own terms (eltorio/ROCOv2-radiology is CC BY-NC-SA, the release CC BY)
+            info = dataclasses.replace(info, license=hub.license)
+    else:
+        src_dir = Path(src_dir).resolve()
+        if not src_dir.is_dir():
+            raise FileNotFoundError(f"source folder not found: {src_dir}")
+        src = str(src_dir)
+        info, marker = resolve_source(source, src_dir)
+    if marker is None and reader_options.get("license"):
         # Users' own data (imagefolder-csv) names its licence; the card and every row carry it.
         info = dataclasses.replace(info, license=str(reader_options["license"]))
+    # A phantom in a benchmark's layout is not that benchmark: no published sizes to compare with.
+    published = None if marker else published_splits(source, hub.repo_id if hub else None, reader_options)
     started = time.time()
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -205,7 +248,7 @@ def build_dataset(
         lock = _hold_staging_lock(work)
         # Records
         records_path = work / "records.arrow"
-        rows = generate_records(source, str(src_dir), dict(reader_options or {}), info.name, info.license)
+        rows = generate_records(reader, src, reader_options, info.name, info.license)
         total = _write_records(records_path, rows)
         if total == 0:
             raise BuildError(f"the {source} reader found no records in {src_dir}")
@@ -248,6 +291,8 @@ def build_dataset(
             "source": info.name,
             "reader": source,
             "src_dir": str(src_dir),
+            "hub": None if hub is None else {"repo_id": hub.repo_id, "revision": hub.revision, "sha": hub.sha},
+            "reader_options": reader_options,
             "out_dir": str(out_dir),
             "command": command,
             "radtune_dataprep_version": __version__,
@@ -271,22 +316,19 @@ def build_dataset(
             )
 
         hashes = [digest for result in results for digest in result.hashes]
-        dedupe_columns = [_column(records, name) for name in reader.dedupe_on]
-        first_of: dict[tuple, int] = {}
-        duplicates, keep = [], []
-        for i, digest in enumerate(hashes):
-            if reasons[i] is not None:
-                continue
-            key = (digest, *(column[i] for column in dedupe_columns))
-            first = first_of.setdefault(key, i)
-            if first != i:
-                duplicates.append({"index": i, "id": ids[i], "image": paths[i], "duplicate_of": ids[first]})
-            else:
-                keep.append(i)
+        splits = [split for result in results for split in result.splits]
+        keys = [
+            None if reasons[i] is not None else key
+            for i, key in enumerate(zip(hashes, *(_column(records, name) for name in reader.dedupe_on), strict=True))
+        ]
+        resolved = resolve_duplicates(keys, splits, _column(records, "split"))
+        keep = resolved.keep
+        describe = _describer(ids, paths, splits)
+        duplicates = [describe(i, first) for i, first in resolved.dropped]
+        leakage = [describe(i, first) for i, first in resolved.leaked]
+        test_duplicates = [describe(i, first) for i, first in resolved.test_repeats]
         if not keep:
             raise BuildError(f"no records left after skipping {len(skipped_items)} and dropping duplicates")
-
-        splits = [split for result in results for split in result.splits]
         patients = _column(records, "patient_id")
         check_patient_leakage([patients[i] for i in keep], [splits[i] for i in keep])
 
@@ -296,11 +338,16 @@ def build_dataset(
             status="ok",
             kept=len(keep),
             duplicates_dropped=len(duplicates),
+            leakage_dropped=len(leakage),
+            test_duplicates_kept=len(test_duplicates),
             splits=split_counts,
+            published_splits=_compare_published(published, split_counts),
             features={name: str(feature) for name, feature in features.items()},
             seconds=round(time.time() - started, 2),
             skipped_items=skipped_items,
             duplicates=duplicates,
+            leakage=leakage,
+            test_duplicates=test_duplicates,
         )
         _write_json(staged / REPORT_NAME, report)
         (staged / "README.md").write_text(card.render_card(info, report), encoding="utf-8")
@@ -313,6 +360,88 @@ def build_dataset(
         shutil.rmtree(work, ignore_errors=True)
         if lock is not None:
             lock.close()
+
+
+@dataclasses.dataclass
+class ResolvedDuplicates:
+    """What `resolve_duplicates` decided: indices kept (in order), and `(index, index of the copy it repeats)` for
+    the rows dropped as duplicates, dropped as train/test (or validation) leakage, and kept as repeats in test."""
+
+    keep: list[int]
+    dropped: list[tuple[int, int]]
+    leaked: list[tuple[int, int]]
+    test_repeats: list[tuple[int, int]]
+
+
+# An official split outranks the ones after it: a copy of one of its rows elsewhere leaves.
+_SPLIT_RANK = {"test": 0, "validation": 1, "train": 2}
+
+
+def resolve_duplicates(keys: Sequence, splits: Sequence[str], official: Sequence[str | None]) -> ResolvedDuplicates:
+    """Decide which copies of each exact duplicate stay.
+
+    Args:
+        keys (`Sequence`): each record's duplicate key (pixel hash and `dedupe_on` fields), `None` for a skipped one.
+        splits (`Sequence[str]`): each record's split in the built dataset.
+        official (`Sequence[str | None]`): each record's official split (`None`/`train_val` where the build chose it).
+
+    A key that no official split claims: the first copy stays, later ones are dropped as duplicates (the old rule,
+    whatever their splits). Otherwise the official split of highest rank among its copies (test, then validation,
+    then train) owns it: copies in any other split leave as leakage; inside the owning split the first copy stays
+    and later ones are dropped, except in an official test split, where they all stay and are reported: a
+    published test split is never altered.
+    """
+    groups: dict = {}
+    for index, key in enumerate(keys):
+        if key is not None:
+            groups.setdefault(key, []).append(index)
+    keep, dropped, leaked, repeats = [], [], [], []
+    for members in groups.values():
+        ranked = [i for i in members if official[i] in _SPLIT_RANK and splits[i] == official[i]]
+        if not ranked:
+            keep.append(members[0])
+            dropped += [(i, members[0]) for i in members[1:]]
+            continue
+        owner = min((splits[i] for i in ranked), key=_SPLIT_RANK.__getitem__)
+        inside = [i for i in members if splits[i] == owner]
+        first = inside[0]
+        keep.append(first)
+        for i in inside[1:]:
+            if owner == "test" and official[i] == "test":
+                keep.append(i)
+                repeats.append((i, first))
+            else:
+                dropped.append((i, first))
+        leaked += [(i, first) for i in members if splits[i] != owner]
+    keep.sort()
+    return ResolvedDuplicates(keep, sorted(dropped), sorted(leaked), sorted(repeats))
+
+
+def _describer(ids: list, paths: list, splits: list):
+    def describe(index: int, first: int) -> dict:
+        item = {"index": index, "id": ids[index], "image": paths[index], "split": splits[index]}
+        item.update(duplicate_of=ids[first], duplicate_of_split=splits[first])
+        return item
+
+    return describe
+
+
+def _compare_published(published, counts: dict[str, int]) -> dict | None:
+    """The published sizes beside the built ones: `{counts, reference, equal, differences}` (`None` if unknown)."""
+    if published is None:
+        return None
+    names = [name for name in SPLIT_NAMES if name in counts or name in published.counts]
+    differences = {
+        name: {"built": counts.get(name, 0), "published": published.counts.get(name, 0)}
+        for name in names
+        if counts.get(name, 0) != published.counts.get(name, 0)
+    }
+    return {
+        "counts": dict(published.counts),
+        "reference": published.reference,
+        "equal": not differences,
+        "differences": differences,
+    }
 
 
 # A build holds an exclusive `flock` on this file of its staging folder until it ends; its forked workers inherit the
@@ -407,8 +536,12 @@ def default_command() -> str:
 
 __all__ = [
     "BuildError",
+    "ResolvedDuplicates",
     "TooManySkipsError",
     "build_dataset",
+    "check_reader_options",
+    "reader_option_names",
+    "resolve_duplicates",
     "REPORT_NAME",
     "failed_report_path",
     "remove_stale_staging",

@@ -1,6 +1,7 @@
 """`radtune data build`, `radtune data info` and `radtune data push`.
 
     radtune data build rocov2 ~/data/rocov2 ./rocov2-hf --max-side 512 --num-proc 8
+    radtune data build vqa-rad hf://datasets/flaviagiammarino/vqa-rad ./vqa-rad-hf
     radtune data build mimic-cxr ~/physionet/mimic-cxr-jpg/2.0.0 ./mimic --push-to-hub me/mimic-cxr
     radtune data info ./rocov2-hf
     radtune data push ./rocov2-hf me/rocov2            # private unless --public
@@ -94,6 +95,25 @@ def push_dataset(directory: str | Path, repo_id: str, private: bool = True) -> s
     return str(url)
 
 
+class _SourceParam(click.ParamType):
+    """SRC: an existing folder, or a Hub copy `hf://datasets/OWNER/NAME[@REVISION]` (kept as a string)."""
+
+    name = "folder or hf://datasets/OWNER/NAME[@REVISION]"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, Path):
+            return value
+        if str(value).startswith("hf://"):
+            from .readers.hub import parse_hub_address
+
+            try:
+                parse_hub_address(str(value))
+            except ValueError as error:
+                self.fail(str(error), param, ctx)
+            return str(value)
+        return click.Path(exists=True, file_okay=False, path_type=Path).convert(value, param, ctx)
+
+
 @click.command(
     "build",
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -102,10 +122,12 @@ Examples:
   radtune data build rocov2 ~/data/rocov2 ./rocov2-hf --max-side 512 --num-proc 8
   radtune data build mimic-cxr ~/physionet/mimic-cxr-jpg/2.0.0 ./mimic-hf --push-to-hub me/mimic-cxr
   radtune data build slake ~/data/Slake1.0 ./slake-hf --reader-option languages=en,zh
+  radtune data build vqa-rad hf://datasets/flaviagiammarino/vqa-rad ./vqa-rad-hf
+  radtune data build pathvqa hf://datasets/flaviagiammarino/path-vqa@main ./pathvqa-hf
   radtune data build imagefolder-csv ./my-data ./my-data-hf --reader-option text_column=report""",
 )
 @click.argument("source", type=click.Choice(SOURCE_NAMES))
-@click.argument("src_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("src_dir", metavar="SRC", type=_SourceParam())
 @click.argument("out_dir", type=click.Path(path_type=Path))
 @click.option("--max-side", type=click.IntRange(min=1), default=None, help="Scale images so the longer side is at most N px.")
 @click.option("--num-proc", type=click.IntRange(min=1), default=1, show_default=True, help="Processes decoding images.")
@@ -137,13 +159,19 @@ def build(
     source, src_dir, out_dir, max_side, num_proc, max_skip_fraction, split_ratios, reader_options, overwrite,
     push_to_hub, private,
 ):
-    """Build a Hugging Face dataset from SOURCE as downloaded in SRC_DIR, saved to OUT_DIR.
+    """Build a Hugging Face dataset from SOURCE as downloaded in the folder SRC (or its Hub copy
+    SRC = hf://datasets/OWNER/NAME[@REVISION]), saved to OUT_DIR.
 
     \b
     Sources: rocov2, roco, mimic-cxr, chexpert-plus, nih, vqa-rad, slake, pathvqa, imagefolder-csv.
+    Hub copies: vqa-rad, pathvqa, slake, rocov2 (e.g. flaviagiammarino/vqa-rad, flaviagiammarino/path-vqa,
+    BoKelvin/SLAKE, eltorio/ROCOv2-radiology).
     Writes OUT_DIR (save_to_disk) with README.md (the dataset card) and build_report.json (every skipped record).
+    Official test splits are never altered: a train copy of a test row leaves train (reported as leakage).
     Exits non-zero when more than --max-skip-fraction of the records are skipped; nothing is written then.
     """
+    from radtune.common.errors import HubError
+
     from .build import BuildError, build_dataset
     from .records import MissingColumnError, SourceLayoutError
     from .sources import resolve_source
@@ -185,12 +213,26 @@ def build(
             overwrite=overwrite,
             command=command,
         )
-    except (BuildError, PatientLeakageError, MissingColumnError, SourceLayoutError, FileExistsError, ValueError) as error:
+    except (
+        BuildError, PatientLeakageError, MissingColumnError, SourceLayoutError, FileExistsError, ValueError, HubError,
+    ) as error:
         raise click.ClickException(str(error)) from error
     counts = ", ".join(f"{name}={count:,}" for name, count in report["splits"].items())
     skipped = ", ".join(f"{k}={v:,}" for k, v in report["skipped"].items()) or "none"
     click.echo(f"Built {report['source']} dataset in {out_dir}: {counts}")
-    click.echo(f"Skipped {report['skipped_total']:,} ({skipped}); {report['duplicates_dropped']:,} duplicates dropped.")
+    click.echo(
+        f"Skipped {report['skipped_total']:,} ({skipped}); {report['duplicates_dropped']:,} duplicates dropped; "
+        f"{report['leakage_dropped']:,} rows repeating a test (or validation) row left their split; "
+        f"{report['test_duplicates_kept']:,} duplicates inside test kept."
+    )
+    published = report.get("published_splits")
+    if published:
+        click.echo(
+            "Split sizes equal the published ones."
+            if published["equal"]
+            else "Split sizes differ from the published ones: "
+            + ", ".join(f"{k} {v['built']:,} (published {v['published']:,})" for k, v in published["differences"].items())
+        )
     if push_to_hub:
         click.echo(f"Pushing to {push_to_hub} ({'private' if private else 'public'}) ...")
         url = _push_or_fail(out_dir, push_to_hub, private)
@@ -282,7 +324,8 @@ def info(dir_or_repo, examples):
         skipped = ", ".join(f"{k}={v:,}" for k, v in report.get("skipped", {}).items()) or "none"
         click.echo(
             f"build: source={report.get('source')} read={report.get('records_read', 0):,} "
-            f"skipped={report.get('skipped_total', 0):,} ({skipped}) duplicates={report.get('duplicates_dropped', 0):,}"
+            f"skipped={report.get('skipped_total', 0):,} ({skipped}) duplicates={report.get('duplicates_dropped', 0):,} "
+            f"leakage={report.get('leakage_dropped', 0):,} test_duplicates_kept={report.get('test_duplicates_kept', 0):,}"
         )
     for name, split in dataset.items():
         for index in range(min(examples, len(split))):

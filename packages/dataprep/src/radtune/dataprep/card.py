@@ -2,14 +2,17 @@
 
 The YAML carries the licence of the source, task categories, tags, a size category and `configs` naming the
 parquet files `push_to_hub` writes (`data/<split>-*`), so the Hub viewer and `load_dataset(repo_id)` find the
-splits. The body gives counts per split, what was skipped and why, the exact build command, the source's
-citation and, for credentialed sources (MIMIC-CXR, CheXpert Plus), the data use agreement notice.
+splits. The body gives counts per split beside the published ones (and whether they are equal), what was skipped
+and why, duplicates and train/test leakage, the rule behind `answer_type`, the exact build command (for a Hub
+copy: the repo and the commit read), the source's citation and, for credentialed sources (MIMIC-CXR, CheXpert
+Plus), the data use agreement notice.
 """
 
 from __future__ import annotations
 
 import yaml
 
+from .records import ANSWER_TYPE_RULE
 from .sources import SourceInfo
 
 
@@ -60,17 +63,27 @@ def render_card(info: SourceInfo, report: dict) -> str:
             f"in the `{report.get('reader')}` layout: no patient data, released under CC0-1.0.",
             "",
         ]
+    elif report.get("hub"):
+        hub = report["hub"]
+        asked = f" (asked for `{hub['revision']}`)" if hub.get("revision") and hub["revision"] != hub["sha"] else ""
+        lines += [
+            f"Built by `radtune data build` from {info.pretty_name} as copied on the Hugging Face Hub: "
+            f"[`{hub['repo_id']}`](https://huggingface.co/datasets/{hub['repo_id']}) at revision "
+            f"`{hub['sha']}`{asked}."
+            + (f" The original release: {info.homepage}." if info.homepage else ""),
+            "",
+        ]
     else:
         lines += [
             f"Built by `radtune data build` from {info.pretty_name} as downloaded"
             + (f" ({info.homepage})." if info.homepage else "."),
             "",
         ]
-    lines += ["## Splits", "", "| split | rows |", "| --- | ---: |"]
-    lines += [f"| {name} | {count:,} |" for name, count in splits.items()]
-    lines += [f"| **total** | {sum(splits.values()):,} |", ""]
+    lines += split_lines(splits, report.get("published_splits"), report)
     lines += ["## Columns", ""]
     lines += [f"- `{name}`: {feature}" for name, feature in report.get("features", {}).items()]
+    if "answer_type" in report.get("features", {}):
+        lines += ["", ANSWER_TYPE_RULE]
     lines += ["", "## Build", ""]
     lines += [
         f"- records read: {report.get('records_read', 0):,}",
@@ -78,6 +91,11 @@ def render_card(info: SourceInfo, report: dict) -> str:
     ]
     lines += [f"  - {reason}: {count:,}" for reason, count in report.get("skipped", {}).items()]
     lines += [f"- exact duplicates dropped: {report.get('duplicates_dropped', 0):,}"]
+    lines += [
+        "- train/test leakage, rows that repeat a row of the official test (or validation) split and left their own "
+        f"split: {report.get('leakage_dropped', 0):,} (the official test split is never altered)",
+        f"- duplicates inside the test split, kept and reported: {report.get('test_duplicates_kept', 0):,}",
+    ]
     if report.get("max_side"):
         lines += [f"- images scaled so the longer side is at most {report['max_side']} px"]
     lines += ["- every skipped and dropped record is listed in `build_report.json`", ""]
@@ -101,6 +119,30 @@ def render_card(info: SourceInfo, report: dict) -> str:
     if info.citation:
         lines += ["## Citation", "", "```bibtex", info.citation, "```", ""]
     return "\n".join(lines)
+
+
+def split_lines(splits: dict[str, int], published: dict | None, report: dict) -> list[str]:
+    """The card's "Splits" section: rows per split beside the published sizes, and whether they are equal."""
+    if not published:
+        lines = ["## Splits", "", "| split | rows |", "| --- | ---: |"]
+        lines += [f"| {name} | {count:,} |" for name, count in splits.items()]
+        return lines + [f"| **total** | {sum(splits.values()):,} |", ""]
+    counts = published["counts"]
+    names = list(splits) + [name for name in counts if name not in splits]
+    lines = ["## Splits", "", "| split | rows | published |", "| --- | ---: | ---: |"]
+    lines += [f"| {name} | {splits.get(name, 0):,} | {counts.get(name, 0):,} |" for name in names]
+    lines += [f"| **total** | {sum(splits.values()):,} | {sum(counts.values()):,} |", ""]
+    if published["equal"]:
+        lines += [f"Every split has exactly its published size. Published sizes: {published['reference']}.", ""]
+        return lines
+    lines += [f"**Not the published sizes.** Published sizes: {published['reference']}. Differences:", ""]
+    repeats = report.get("test_duplicates_kept", 0)
+    for name, pair in published["differences"].items():
+        why = ""
+        if name == "test" and repeats and pair["built"] - pair["published"] == repeats:
+            why = f" (the {repeats:,} duplicates inside the test split are kept, not removed)"
+        lines += [f"- {name}: {pair['built']:,} rows, published {pair['published']:,}{why}"]
+    return lines + [""]
 
 
 def parse_card_metadata(text: str) -> dict:

@@ -5,7 +5,8 @@ Each process takes one contiguous range of the records, so the shards of a split
 the source's order. For every record it decodes, checks, normalises, resizes and hashes the image
 (`prepare_image`), assigns the split (a function of the record alone: its official split, else the hash of its
 patient key) and appends the row to `<split>/part-<process>-<n>.arrow` with `datasets`' own `ArrowWriter`, unless
-the record is skipped or repeats an image seen earlier in its range. It sends back only the light columns of its
+the record is skipped or repeats an image seen earlier in its range and split (an official test row is always
+written). It sends back only the light columns of its
 records (skip reason and detail, pixel hash, split, which shard holds each written row). A duplicate whose first
 copy lies in an earlier process's range is only known once every range is done: `finish_splits` rewrites the
 few shards that hold one, then names the shards and writes the metadata `load_from_disk` reads.
@@ -180,8 +181,10 @@ def process_range(
             for j, index in enumerate(indices):
                 data, reason = prepared["image"][j], prepared["skip_reason"][j]
                 if reason is None:
-                    key = (prepared["image_hash"][j], *(batch[name][j] for name in task.dedupe_on))
-                    if key not in seen:
+                    # A copy in another split is written: the build decides which copy leaves (`build._dedupe`).
+                    # Rows of an official test split are all written: a test split is never altered.
+                    key = (splits[j], prepared["image_hash"][j], *(batch[name][j] for name in task.dedupe_on))
+                    if key not in seen or batch["split"][j] == "test":
                         seen.add(key)
                         row = {"image": {"bytes": data, "path": None}}
                         row.update((name, batch[name][j]) for name in task.columns)

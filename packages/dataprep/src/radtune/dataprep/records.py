@@ -6,7 +6,8 @@ A record is a plain dict. Readers fill what their source has and leave the rest 
 - `id`: the source's own identifier of the image (or of the question for VQA);
 - `text`: the caption, or for reports the findings and impression; reports also give `findings` and `impression`;
 - `labels`: a list of label names (positive findings), `concepts`: a list of UMLS CUIs;
-- `question`, `answer`, `answer_type` for VQA;
+- `question`, `answer`, `answer_type` for VQA: `closed` or `open` (lowercase, whatever the source wrote), with
+  `answer_type_source` saying whether the source gave it (`given`) or `vqa_answer_type` derived it (`derived`);
 - `patient_id`, `study_id`, `view`;
 - `split`: the official split when the source has one (`train`, `validation`, `test`, or `train_val` for rows
   the build must divide between train and validation by patient);
@@ -43,6 +44,7 @@ STRING_FIELDS = (
     "question",
     "answer",
     "answer_type",
+    "answer_type_source",
     "patient_id",
     "study_id",
     "view",
@@ -262,6 +264,26 @@ def clean_text(value) -> str:
     text = " ".join(str(value).split())
     # VQA-RAD writes missing fields as the string "NULL"; a real answer "none" must survive.
     return "" if text == "NULL" else text
+
+
+# The answers that make a question closed where the source does not say (LLaVA-Med's and the Hub copies' rule).
+CLOSED_ANSWERS = ("yes", "no")
+ANSWER_TYPE_RULE = (
+    "`answer_type` is `closed` or `open`. Where the source gives a question's type (VQA-RAD's and SLAKE's "
+    "`answer_type`, `CLOSED`/`OPEN`) it is kept, lowercased (`answer_type_source` = `given`); where it does not "
+    "(PathVQA, the Hub copies without a type column) a question whose answer is `yes` or `no` (case and a final "
+    "period ignored) is `closed` and every other question `open` (`answer_type_source` = `derived`)."
+)
+
+
+def vqa_answer_type(answer, given=None) -> tuple[str, str]:
+    """`(answer_type, answer_type_source)` of a VQA record: the source's `given` type lowercased when it is closed or
+    open (`"given"`), else derived from the answer: `yes`/`no` → `closed`, anything else → `open` (`"derived"`)."""
+    kind = clean_text(given).lower()
+    if kind in ("closed", "open"):
+        return kind, "given"
+    closed = clean_text(answer).lower().rstrip(".").strip() in CLOSED_ANSWERS
+    return ("closed" if closed else "open"), "derived"
 
 
 def label_names(values: dict[str, object], names: Iterable[str] = OBSERVATIONS) -> list[str]:

@@ -191,6 +191,77 @@ SOURCES: dict[str, SourceInfo] = {
 }
 
 
+@dataclass(frozen=True)
+class PublishedSplits:
+    """The split sizes a source's publishers give, which a build of the whole source must reproduce.
+
+    Args:
+        counts (`dict[str, int]`): rows per split (`train`, `validation`, `test`).
+        reference (`str`): where the numbers come from, and what they count.
+        options (`dict[str, str]`): the reader options they hold for (SLAKE's counts are of its English questions).
+    """
+
+    counts: dict[str, int]
+    reference: str
+    options: dict[str, str] = field(default_factory=dict)
+
+
+_VQA_RAD_SIZES = PublishedSplits(
+    {"train": 1_793, "test": 451},
+    "VQA-RAD as released on OSF holds 2,248 questions: 451 test (`phrase_type` test_freeform/test_para) and 1,797 "
+    "train, of which 3 repeat another train triplet and 1 a test triplet; without those 4, train 1,793 / test 451, "
+    "the sizes of the Hub copy flaviagiammarino/vqa-rad (its card)",
+)
+_PATHVQA_SIZES = PublishedSplits(
+    {"train": 19_654, "validation": 6_259, "test": 6_719},
+    "PathVQA's pickles with the repeated image-question-answer triplets of each split dropped, as in the Hub copy "
+    "flaviagiammarino/path-vqa (its card; train 19,654 / validation 6,259 / test 6,719)",
+)
+_SLAKE_SIZES = PublishedSplits(
+    {"train": 4_919, "validation": 1_053, "test": 1_061},
+    "SLAKE's English questions (q_lang en): train 4,919 / validation 1,053 / test 1,061, the split LLaVA-Med and "
+    "most papers report on (the card of the English Hub copy mdwiratathya/SLAKE-vqa-english, filtered from "
+    "BoKelvin/SLAKE; OctoMed/SLAKE: train+validation 5,972, test 1,061)",
+    {"languages": "en"},
+)
+_ROCOV2_SIZES = PublishedSplits(
+    {"train": 59_958, "validation": 9_904, "test": 9_927},
+    "ROCOv2 (Zenodo record 10821435, Rückert et al. 2024): 79,789 images, train 59,958 / validation 9,904 / "
+    "test 9,927",
+)
+# Keyed by reader name (the download) or by Hub repo id (`OWNER/NAME`, lowercase).
+PUBLISHED_SPLITS: dict[str, PublishedSplits] = {
+    "vqa-rad": _VQA_RAD_SIZES,
+    "pathvqa": _PATHVQA_SIZES,
+    "slake": _SLAKE_SIZES,
+    "rocov2": _ROCOV2_SIZES,
+    "flaviagiammarino/vqa-rad": _VQA_RAD_SIZES,
+    "flaviagiammarino/path-vqa": _PATHVQA_SIZES,
+    "bokelvin/slake": _SLAKE_SIZES,
+    "eltorio/rocov2-radiology": PublishedSplits(
+        {"train": 59_962, "validation": 9_904, "test": 9_927},
+        "the card of the Hub copy eltorio/ROCOv2-radiology (train 59,962 / validation 9,904 / test 9,927; the "
+        "Zenodo release counts 59,958 train images)",
+    ),
+}
+
+
+def published_splits(
+    source: str, hub_repo: str | None = None, reader_options: dict | None = None
+) -> PublishedSplits | None:
+    """The published split sizes a build of `source` should have, or `None` when radtune knows none for that source
+    and reader options. A Hub copy radtune knows (`hub_repo`, e.g. `flaviagiammarino/vqa-rad`) is compared with the
+    sizes its card gives, any other copy with the source's."""
+    published = PUBLISHED_SPLITS.get((hub_repo or "").lower()) or PUBLISHED_SPLITS.get(source)
+    if published is None:
+        return None
+    options = {key: str(value) for key, value in (reader_options or {}).items()}
+    for key, value in published.options.items():
+        if options.get(key, value).replace(" ", "") != value:
+            return None
+    return published
+
+
 def read_phantom_marker(root: str | Path) -> dict | None:
     """The parsed `PHANTOM.json` of a dataset root, or `None` when the root is not a phantom.
 

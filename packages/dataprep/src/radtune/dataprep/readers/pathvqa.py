@@ -10,7 +10,7 @@ import pickle
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..records import Reader, SourceLayoutError, clean_text, json_objects
+from ..records import Reader, SourceLayoutError, clean_text, json_objects, vqa_answer_type
 
 SPLITS = {"train": "train", "val": "validation", "test": "test"}
 REQUIRED = ("image", "question", "answer")
@@ -43,7 +43,8 @@ def read(root: str | Path) -> Iterator[dict]:
                 "id": f"{prefix}_{number}",
                 "question": clean_text(item["question"]),
                 "answer": answer,
-                "answer_type": "CLOSED" if answer.lower() in ("yes", "no") else "OPEN",
+                "answer_type": vqa_answer_type(answer)[0],
+                "answer_type_source": "derived",
                 "study_id": image_id or None,
                 "split": split,
             }

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..records import Reader, SourceLayoutError, clean_text, json_objects, read_json
+from ..records import Reader, SourceLayoutError, clean_text, json_objects, read_json, vqa_answer_type
 
 SPLIT_FILES = {"train": ("train.json",), "validation": ("validate.json", "validation.json"), "test": ("test.json",)}
 REQUIRED = ("img_name", "question", "answer")
@@ -33,12 +33,15 @@ def read(root: str | Path, languages: str = "en") -> Iterator[dict]:
         for _, item in json_objects(read_json(path), path, REQUIRED):
             if item.get("q_lang", "en") not in keep:
                 continue
+            answer = clean_text(item["answer"])
+            answer_type, answer_type_source = vqa_answer_type(answer, item.get("answer_type"))
             yield {
                 "image": str(root / "imgs" / item["img_name"]),
                 "id": str(item.get("qid", "")) or None,
                 "question": clean_text(item["question"]),
-                "answer": clean_text(item["answer"]),
-                "answer_type": clean_text(item.get("answer_type")).upper() or None,
+                "answer": answer,
+                "answer_type": answer_type,
+                "answer_type_source": answer_type_source,
                 "study_id": str(item.get("img_id", "")) or None,
                 "split": split,
             }

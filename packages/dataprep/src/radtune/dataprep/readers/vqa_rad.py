@@ -11,7 +11,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..records import Reader, SourceFileError, SourceLayoutError, clean_text, json_objects, read_json
+from ..records import (
+    Reader,
+    SourceFileError,
+    SourceLayoutError,
+    clean_text,
+    json_objects,
+    read_json,
+    vqa_answer_type,
+)
 
 TEST_PHRASE_TYPES = ("test_freeform", "test_para")
 REQUIRED = ("image_name", "question", "answer")
@@ -34,13 +42,15 @@ def read(root: str | Path) -> Iterator[dict]:
                 f"{path}: qid {qid} is used by items {first_item[qid]} and {number}; give each question its own qid"
             )
         phrase_type = clean_text(item.get("phrase_type")).lower()
-        answer_type = clean_text(item.get("answer_type")).upper()
+        answer = clean_text(item["answer"])
+        answer_type, answer_type_source = vqa_answer_type(answer, item.get("answer_type"))
         yield {
             "image": str(images / clean_text(item["image_name"])),
             "id": qid or str(number),
             "question": clean_text(item["question"]),
-            "answer": clean_text(item["answer"]),
-            "answer_type": answer_type or None,
+            "answer": answer,
+            "answer_type": answer_type,
+            "answer_type_source": answer_type_source,
             "study_id": Path(clean_text(item["image_name"])).stem or None,
             "split": "test" if phrase_type in TEST_PHRASE_TYPES else "train",
         }
