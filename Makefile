@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 # The CPU wheel of torch is installed first and pinned here only: package metadata says torch>=2.4.
 TORCH := torch==2.13.0
-PACKAGES := -e packages/common -e packages/dataprep -e packages/llava_vqa -e packages/captioning -e packages/contrastive
+PACKAGES := -e "packages/common[app]" -e packages/dataprep -e packages/llava_vqa -e packages/captioning -e packages/contrastive
 TEST_TOOLS := "pytest>=8" "pytest-httpserver>=1.0"
 STAMP := $(VENV)/.radtune-installed
 

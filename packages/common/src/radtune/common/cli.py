@@ -19,6 +19,7 @@ _OWN_GROUPS = {
     "tiny": "radtune.common.tiny_cli:tiny",
     "eval": "radtune.common.eval_cli:eval_group",
     "hub": "radtune.common.hub_cli:hub",
+    "app": "radtune.common.app_cli:app",
 }
 
 
