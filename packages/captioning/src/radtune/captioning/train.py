@@ -132,14 +132,18 @@ def make_parser():
 
 def build_vit_gpt2(script_args: CaptioningArguments, model_args: ModelConfig, output_dir: Path):
     """(model, tokenizer, image_processor) for architecture vit-gpt2: a pretrained captioner or encoder + decoder."""
-    from transformers import AutoImageProcessor, AutoTokenizer, VisionEncoderDecoderModel
+    from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer, VisionEncoderDecoderModel
 
     from radtune.captioning.modeling import prepare_tokenizer
 
     if script_args.encoder is not None:
         tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(script_args.decoder))
         image_processor = AutoImageProcessor.from_pretrained(script_args.encoder)
-        model = VisionEncoderDecoderModel.from_encoder_decoder_pretrained(script_args.encoder, script_args.decoder)
+        # gpt2's published config has no `is_decoder`, which transformers 5 reads (AttributeError): set it here.
+        decoder_config = AutoConfig.from_pretrained(script_args.decoder)
+        decoder_config.is_decoder = decoder_config.add_cross_attention = True
+        model = VisionEncoderDecoderModel.from_encoder_decoder_pretrained(script_args.encoder, script_args.decoder,
+                                                                          decoder_config=decoder_config)  # fmt: skip
         model.config.decoder_start_token_id = tokenizer.bos_token_id
         model.config.pad_token_id = tokenizer.pad_token_id
         model.config.eos_token_id = tokenizer.eos_token_id
@@ -157,9 +161,10 @@ def build_vit_gpt2(script_args: CaptioningArguments, model_args: ModelConfig, ou
     tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(path))
     image_processor = AutoImageProcessor.from_pretrained(path)
     model = VisionEncoderDecoderModel.from_pretrained(path, revision=model_args.model_revision)
-    if model.config.pad_token_id is None:
+    # A VisionEncoderDecoderConfig saved without these top-level ids has no such attribute in transformers 5.
+    if getattr(model.config, "pad_token_id", None) is None:
         model.config.pad_token_id = tokenizer.pad_token_id
-    if model.config.decoder_start_token_id is None:
+    if getattr(model.config, "decoder_start_token_id", None) is None:
         model.config.decoder_start_token_id = tokenizer.bos_token_id
     return model, tokenizer, image_processor
 

@@ -356,10 +356,11 @@ def publish_run(output_dir: str | Path, request: PushRequest | None, *, base_mod
     from radtune.common.model_card import build_model_card, is_hub_id
 
     output_dir = Path(output_dir)
-    name = request.repo_id if request else output_dir.resolve().name
     on_hub = dataset_name is not None and is_hub_id(dataset_name) and not Path(dataset_name).exists()
     datasets = [dataset_name] if on_hub else None
-    build_model_card(output_dir, name, base_model=base_model, datasets=datasets, tags=tags).save(
+    # Not pushed: the card's snippet loads the run's folder, and there is no repo to pull.
+    repo_id = request.repo_id if request else None
+    build_model_card(output_dir, repo_id, base_model=base_model, datasets=datasets, tags=tags).save(
         output_dir / "README.md"
     )
     if request is not None:
