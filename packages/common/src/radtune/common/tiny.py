@@ -37,6 +37,9 @@ SHIPPED_KINDS = {
     "blip-vqa": "radtune-captioning",
     "clip": "radtune-contrastive",
     "dual-encoder": "radtune-contrastive",
+    "llava-next": "radtune-llava-vqa",
+    "gemma3": "radtune-llava-vqa",
+    "idefics3": "radtune-llava-vqa",
 }
 
 IMAGE_SIZE = 32

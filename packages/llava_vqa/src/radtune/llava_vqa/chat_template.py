@@ -1,4 +1,5 @@
-"""The chat template radtune trains LLaVA with, and the checks that repair a published one.
+"""The chat templates radtune trains with — LLaVA-1.5's, and below it LLaVA-NeXT's, Gemma 3's and Idefics3's (one per
+family in `radtune.llava_vqa.families`) — and the checks that repair a published one.
 
 LLaVA-1.5 was trained on `<s>USER: <image>\\n{question} ASSISTANT: {answer}</s>`, and llava-hf's documented usage
 renders `USER: <image>\\n{question} ASSISTANT:` with the processor's chat template and passes it to
@@ -87,24 +88,114 @@ def renders_bos(processor, template: str | None = None) -> bool:
 
 
 def chat_template_problems(processor) -> list[str]:
-    """What keeps the processor's chat template from training and answering as LLaVA-1.5 was trained (empty: none).
+    """What keeps the processor's chat template from training and answering as its model family was trained (empty:
+    none).
 
     Checks that the template marks the answers with `{% generation %}` (TRL's `assistant_only_loss` needs it), that
-    the mark holds the end-of-turn token (else the model never learns to stop), and that it writes no BOS of its own
-    (the tokenizer adds one; a second one would follow in `processor(text=apply_chat_template(…))`).
+    the mark holds the end-of-turn token (else the model never learns to stop), and, for the families whose tokenizer
+    adds the BOS (LLaVA-1.5, LLaVA-NeXT: `radtune.llava_vqa.families.Family.template_writes_bos`), that it writes
+    no BOS of its own (a second one would follow in `processor(text=apply_chat_template(…))`).
+
+    Raises:
+        `ValueError`: a processor of a family radtune does not train.
     """
     from trl.chat_template_utils import has_generation_markers, is_chat_template_stop_token_trained
 
+    from radtune.llava_vqa.families import family_of_processor
+
+    family = family_of_processor(processor)
     template = processor.chat_template
     if not template:
         return ["is missing"]
-    eos, bos = processor.tokenizer.eos_token, processor.tokenizer.bos_token
+    bos = processor.tokenizer.bos_token
+    end_of_turn = family.end_of_turn or processor.tokenizer.eos_token
     problems = []
     if not has_generation_markers(template):
         problems.append("marks no answer with {% generation %}, so the loss cannot be kept to the answers")
     elif not is_chat_template_stop_token_trained(processor):
-        problems.append(f"leaves the end-of-turn token {eos} outside the answer's {{% generation %}} mark, so "
-                        "training never puts it in the loss and the model does not learn to stop")  # fmt: skip
-    if renders_bos(processor):
+        problems.append(f"leaves the end-of-turn token {end_of_turn} outside the answer's {{% generation %}} mark, "
+                        "so training never puts it in the loss and the model does not learn to stop")  # fmt: skip
+    if not family.template_writes_bos and renders_bos(processor):
         problems.append(f"writes {bos} itself while the tokenizer adds one, so prompts would start with two")
     return problems
+
+
+# --- The other families' training templates. Each renders, for radtune's conversations (a user turn of one image and
+# --- a question, an assistant turn of text), exactly the text of the template its checkpoints publish (kept, with
+# --- TRL's training versions, in tests/fixtures/<family>/), and marks the answer and its end-of-turn token with
+# --- `{% generation %}`, nothing after it. Where they differ from TRL's `trl/chat_templates/*_training.jinja`:
+# --- TRL's Gemma 3 and SmolVLM/Idefics3 marks also hold the newline after the end-of-turn token (a token the model
+# --- never generates: it stops at the end-of-turn token), radtune's stop at that token; TRL's Idefics3 training
+# --- template writes Idefics3-8B's `<|begin_of_text|>` and its SmolVLM one SmolVLM's `<|im_start|>`, radtune's one
+# --- template writes the tokenizer's `bos_token` (that same token for each checkpoint).
+
+# Gemma 3 / MedGemma (google/gemma-3-*-it, google/medgemma-4b-it): `<bos><start_of_turn>user\n…<end_of_turn>\n
+# <start_of_turn>model\n{answer}<end_of_turn>\n`. The template writes the BOS, as published (the processor then adds
+# none: `apply_chat_template(tokenize=True)` and radtune's inference see it there); generation stops at
+# `<end_of_turn>` (`generation_config.eos_token_id` holds it).
+GEMMA3_CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{%- if messages[0]['role'] == 'system' -%}"
+    "{%- if messages[0]['content'] is string -%}{%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}"
+    "{%- else -%}{%- set first_user_prefix = messages[0]['content'][0]['text'] + '\n\n' -%}{%- endif -%}"
+    "{%- set loop_messages = messages[1:] -%}"
+    "{%- else -%}{%- set first_user_prefix = '' -%}{%- set loop_messages = messages -%}{%- endif -%}"
+    "{%- for message in loop_messages -%}"
+    "{%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}"
+    "{%- endif -%}"
+    "{%- if message['content'] is string -%}{%- set text = message['content'] | trim -%}"
+    "{%- else -%}{%- set text = namespace(value='') -%}"
+    "{%- for item in message['content'] -%}"
+    "{%- if item['type'] == 'image' -%}{%- set text.value = text.value + '<start_of_image>' -%}"
+    "{%- elif item['type'] == 'text' -%}{%- set text.value = text.value + (item['text'] | trim) -%}{%- endif -%}"
+    "{%- endfor -%}{%- set text = text.value -%}{%- endif -%}"
+    "{%- if message['role'] == 'assistant' -%}"
+    "{{ '<start_of_turn>model\n' }}{% generation %}{{ text + '<end_of_turn>' }}{% endgeneration %}{{ '\n' }}"
+    "{%- else -%}"
+    "{{ '<start_of_turn>' + message['role'] + '\n' + (first_user_prefix if loop.first else '') + text }}"
+    "{{ '<end_of_turn>\n' }}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<start_of_turn>model\n' }}{%- endif -%}"
+)
+
+# Idefics3 / SmolVLM (HuggingFaceM4/Idefics3-8B-Llama3, HuggingFaceTB/SmolVLM-*): `{bos}User:<image>{question}
+# <end_of_utterance>\nAssistant: {answer}<end_of_utterance>\n`. The template writes the BOS, as published; the
+# space after `Assistant:` is inside the mark because a byte-level BPE joins it to the answer's first word.
+IDEFICS3_CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'assistant' -%}"
+    "{{ 'Assistant:' }}{% generation %}{% if message['content'][0]['type'] != 'image' %}{{ ' ' }}{% endif %}"
+    "{%- for line in message['content'] -%}"
+    "{%- if line['type'] == 'text' -%}{{ line['text'] }}{%- elif line['type'] == 'image' -%}{{ '<image>' }}{%- endif -%}"
+    "{%- endfor -%}{{ '<end_of_utterance>' }}{% endgeneration %}{{ '\n' }}"
+    "{%- else -%}"
+    "{{ message['role'] | capitalize }}{% if message['content'][0]['type'] == 'image' %}{{ ':' }}{% else %}{{ ': ' }}"
+    "{% endif %}"
+    "{%- for line in message['content'] -%}"
+    "{%- if line['type'] == 'text' -%}{{ line['text'] }}{%- elif line['type'] == 'image' -%}{{ '<image>' }}{%- endif -%}"
+    "{%- endfor -%}{{ '<end_of_utterance>\n' }}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ 'Assistant:' }}{%- endif -%}"
+)
+
+# LLaVA-NeXT (llava-hf/llava-v1.6-mistral-7b-hf): `[INST] <image>\n{question} [/INST] {answer}</s> `. No BOS in the
+# template (the tokenizer adds it, as in llava-hf's usage `processor(image, prompt)`; training puts it first with
+# `BOSFirstCollator`). The published template has no generation prompt (the prompt ends with `[/INST]`), so neither
+# has this one. Same marks as TRL's `llava_next_training.jinja`.
+LLAVA_NEXT_CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'system' -%}{{ '<<SYS>>\n' + message['content'][0]['text'] + '\n<</SYS>>\n\n' }}"
+    "{%- elif message['role'] == 'user' -%}{{ '[INST] ' }}"
+    "{%- for content in message['content'] | selectattr('type', 'equalto', 'image') -%}{{ '<image>\n' }}{%- endfor -%}"
+    "{%- for content in message['content'] | selectattr('type', 'equalto', 'text') -%}{{ content['text'] }}"
+    "{%- endfor -%}{{ ' [/INST]' }}"
+    "{%- elif message['role'] == 'assistant' -%}"
+    "{% generation %}{{ ' ' + message['content'][0]['text'] + '</s>' }}{% endgeneration %}{{ ' ' }}"
+    "{%- else -%}{{ raise_exception('Only user and assistant roles are supported!') }}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+)

@@ -15,12 +15,13 @@ TRAIN_MODULE = "radtune.llava_vqa.train"
 
 @click.group("vqa")
 def vqa() -> None:
-    """LLaVA-1.5 visual question answering: fine-tune (LoRA/QLoRA), evaluate, predict, merge.
+    """Visual question answering with LLaVA-1.5, LLaVA-NeXT, MedGemma / Gemma 3 or SmolVLM / Idefics3: fine-tune
+    (LoRA/QLoRA), evaluate, predict, merge.
 
     \b
     Example:
       radtune vqa train --accelerate-config single_gpu -- --config packages/llava_vqa/recipes/slake.yaml
-      radtune vqa evaluate --model runs/llava-slake --dataset runs/slake-qa --split test
+      radtune vqa evaluate --model runs/llava-slake --dataset runs/data/slake --split test
       radtune vqa predict --model me/llava-slake-lora --image chest.png --question "Is there an effusion?"
     """
 
@@ -205,8 +206,9 @@ Example:
 def merge(model, base_model, out, dtype, device):
     """Merge a LoRA adapter into its (unquantised) base model; the result loads with plain transformers.
 
-    The merged folder holds the full LlavaForConditionalGeneration and its processor (with radtune's chat
-    template), so `LlavaForConditionalGeneration.from_pretrained(OUT)` needs neither peft nor radtune.
+    The merged folder holds the full model and its processor (with radtune's training chat template), so
+    `AutoModelForImageTextToText.from_pretrained(OUT)` needs neither peft nor radtune (LLaVA-1.5, LLaVA-NeXT,
+    Gemma 3 / MedGemma, Idefics3 / SmolVLM alike).
     """
     from radtune.llava_vqa.inference import resolve
 

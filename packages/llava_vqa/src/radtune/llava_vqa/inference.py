@@ -1,4 +1,5 @@
-"""Load a trained LLaVA (a run folder, an adapter or a full model) and answer questions about images, in batches.
+"""Load a trained VQA model (a run folder, an adapter or a full model of any family in `radtune.llava_vqa.families`:
+LLaVA-1.5, LLaVA-NeXT, Gemma 3 / MedGemma, Idefics3 / SmolVLM) and answer questions about images, in batches.
 
 Shared by the end-of-training evaluation, `radtune vqa evaluate`, `radtune vqa predict` and `radtune vqa merge`,
 so every path formats prompts exactly as training did (the processor's chat template, `add_generation_prompt`)
@@ -8,6 +9,7 @@ and loads the base model as training did (the base model and quantisation `run_i
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -20,28 +22,38 @@ def resolve(repo_or_path: str | Path) -> Path:
 
 
 def ensure_training_chat_template(processor) -> str | None:
-    """Give `processor` radtune's LLaVA template when its own cannot train and answer as LLaVA-1.5 was trained.
+    """Give `processor` radtune's training template of its family when its own cannot train and answer as the
+    family's checkpoints were trained.
 
-    The template llava-hf publishes for llava-1.5-7b/13b-hf marks the answer without its `</s>`, so training would
-    never put the end-of-turn token in the loss; a template without `{% generation %}` markers cannot keep the
-    loss to the answers; one that writes its own BOS gives two with the tokenizer's (see
-    `radtune.llava_vqa.chat_template.chat_template_problems`). Each is replaced by `LLAVA_CHAT_TEMPLATE`, which
-    renders the same `USER: <image>\\n… ASSISTANT: …</s>` text, with a one-line notice saying what changed and why.
+    A template without `{% generation %}` markers cannot keep the loss to the answers (Gemma 3, Idefics3 / SmolVLM
+    and LLaVA-NeXT publish none); one whose mark leaves out the end-of-turn token never teaches the model to stop
+    (llava-hf's llava-1.5-7b/13b-hf template marks the answer without its `</s>`); a LLaVA template that writes its
+    own BOS gives two with the tokenizer's (see `radtune.llava_vqa.chat_template.chat_template_problems`). Each is
+    replaced by the family's template (`radtune.llava_vqa.families.Family.chat_template`), which renders the same
+    prompt and answer text with the answer and its end-of-turn token marked, with a one-line notice saying what
+    changed and why.
 
     Returns:
         `str` or `None`: the notice printed, `None` when the template was kept.
-    """
-    from radtune.llava_vqa.chat_template import LLAVA_CHAT_TEMPLATE, chat_template_problems
 
+    Raises:
+        `ValueError`: a processor of a family radtune does not train.
+    """
+    from radtune.llava_vqa.chat_template import chat_template_problems
+    from radtune.llava_vqa.families import family_of_processor
+
+    family = family_of_processor(processor)
     problems = chat_template_problems(processor)
     if not problems:
         return None
     source = processor.tokenizer.name_or_path or "the processor"
-    notice = (f"notice: the chat template of {source} {'; it '.join(problems)}; radtune uses its LLaVA-1.5 template "
-              "instead (the same 'USER: <image>\\n… ASSISTANT: …' text, </s> inside the answer's mark, the BOS "
-              "from the tokenizer)")  # fmt: skip
-    processor.chat_template = LLAVA_CHAT_TEMPLATE
-    processor.tokenizer.chat_template = LLAVA_CHAT_TEMPLATE
+    end_of_turn = family.end_of_turn or processor.tokenizer.eos_token
+    bos = "written by the template" if family.template_writes_bos else "from the tokenizer"
+    notice = (f"notice: the chat template of {source} {'; it '.join(problems)}; radtune uses its {family.title} "
+              f"template instead (the same prompt and answer text, {end_of_turn} inside the answer's mark, the BOS "
+              f"{bos})")  # fmt: skip
+    processor.chat_template = family.chat_template
+    processor.tokenizer.chat_template = family.chat_template
     print(notice)
     return notice
 
@@ -95,7 +107,7 @@ def load_vqa_model(
         `ValueError`: a run folder with only checkpoints (the message names them).
     """
     import torch
-    from transformers import AutoProcessor, LlavaForConditionalGeneration
+    from transformers import AutoModelForImageTextToText, AutoProcessor
 
     from radtune.common.hub import require_model_files
     from radtune.common.run import read_run_info
@@ -122,10 +134,17 @@ def load_vqa_model(
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     kwargs = {"dtype": dtype if dtype == "auto" else getattr(torch, dtype)}
     config = quantization_config(quantization)
+    if config is not None and is_adapter and not info.get("quantization"):
+        # An adapter trained on unquantised weights saved its `modules_to_save` (e.g. the projector) unquantised:
+        # keep them out of the 4-bit quantisation, or peft cannot load them (it asks for the weights' `absmax`).
+        saved = json.loads(adapter_config.read_text()).get("modules_to_save") or []
+        if saved:  # transformers matches these from the module path's start: any prefix, then the saved name
+            skip = [rf"(?:.*\.)?{re.escape(name)}" for name in saved]
+            config.llm_int8_skip_modules = [*(config.llm_int8_skip_modules or ["lm_head"]), *skip]
     if config is not None:
         kwargs["quantization_config"] = config
         kwargs["device_map"] = {"": device}  # quantised weights load straight onto the device
-    loaded = LlavaForConditionalGeneration.from_pretrained(base_folder, **kwargs)
+    loaded = AutoModelForImageTextToText.from_pretrained(base_folder, **kwargs)
     if is_adapter:
         from peft import PeftModel
 
@@ -141,8 +160,11 @@ def load_vqa_model(
 
 
 def inference_prompt(processor, question: str) -> str:
-    """The prompt of one image and `question` through the processor's chat template, as llava-hf's usage renders it
-    (`USER: <image>\\n{question} ASSISTANT:` with radtune's or LLaVA-1.5's template); the processor adds the BOS."""
+    """The prompt of one image and `question` through the processor's chat template with the generation prompt, as
+    each family's documented usage renders it: `USER: <image>\\n{question} ASSISTANT:` (LLaVA-1.5),
+    `[INST] <image>\\n{question} [/INST]` (LLaVA-NeXT), `<bos><start_of_turn>user\\n<start_of_image>{question}
+    <end_of_turn>\\n<start_of_turn>model\\n` (Gemma 3), `<|im_start|>User:<image>{question}<end_of_utterance>\\n
+    Assistant:` (SmolVLM). The BOS comes from the template where it writes one, else from the processor."""
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
     return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
@@ -157,7 +179,10 @@ def generate_answers(
     progress: bool = True,
 ) -> list[str]:
     """Greedy answers for (image, question) pairs, batched with left padding: each prompt is `inference_prompt`
-    with one BOS, and generation stops at the model's EOS (`generation_config.eos_token_id`) or `max_new_tokens`.
+    with one BOS, and generation stops at the model's end-of-turn token (`generation_config.eos_token_id`: `</s>`,
+    Gemma's `<end_of_turn>`, SmolVLM's `<end_of_utterance>`) or `max_new_tokens`. The family's extra inputs
+    (Gemma 3's `token_type_ids`, LLaVA-NeXT's `image_sizes`, Idefics3's `pixel_attention_mask`) go to `generate`
+    as the processor returns them.
 
     Args:
         images (`Sequence`): PIL images (or anything `radtune.common.images.load_image` opens).
@@ -188,8 +213,9 @@ def generate_answers(
             prompts = [inference_prompt(processor, question) for question in questions[start : start + batch_size]]
             # llava-hf's usage: the tokenizer's defaults add the BOS (unless a template already wrote one).
             add_bos = not (tokenizer.bos_token and prompts[0].startswith(tokenizer.bos_token))
-            inputs = processor(images=batch_images, text=prompts, return_tensors="pt", padding=True,
-                               add_special_tokens=add_bos).to(device)  # fmt: skip
+            # One list of images per prompt (Gemma 3's and Idefics3's processors need it for batches).
+            inputs = processor(images=[[image] for image in batch_images], text=prompts, return_tensors="pt",
+                               padding=True, add_special_tokens=add_bos).to(device)  # fmt: skip
             if "pixel_values" in inputs:
                 inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
             with torch.inference_mode():

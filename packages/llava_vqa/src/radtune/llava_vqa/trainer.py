@@ -15,17 +15,72 @@ from radtune.common.checkpoints import CheckpointLoadingMixin
 from radtune.common.generation_eval import GenerationEval, GenerationEvalMixin
 
 
+class ImageTokensKeptCollator:
+    """Cut `collator`'s right-padded batches to `max_length` tokens after they are built whole, and refuse a cut that
+    would fall on an image: the model needs as many image tokens as the vision tower gives features (LLaVA's,
+    Gemma 3's soft tokens, Idefics3's tiles, LLaVA-NeXT's size-dependent count), so only text after the last image
+    (and the token that closes it: `<end_of_image>`, `<fake_token_around_image>`, …) may go.
+
+    Args:
+        collator: the collator to wrap, already building whole rows (TRL's `DataCollatorForVisionLanguageModeling`
+            with `max_length=None`).
+        max_length (`int`): longest row kept.
+        image_token_ids (`list[int]`): the ids of the image tokens (`processor.image_token_ids`).
+
+    Raises:
+        `ValueError` (when called): a row whose image tokens reach past `max_length - 2`.
+    """
+
+    def __init__(self, collator, max_length: int, image_token_ids: list[int]):
+        self.collator = collator
+        self.max_length = max_length
+        self.image_token_ids = [index for index in image_token_ids if index is not None]
+
+    def __call__(self, examples):
+        import torch
+
+        batch = self.collator(examples)
+        input_ids = batch["input_ids"]
+        shape = input_ids.shape
+        if shape[1] <= self.max_length:
+            return batch
+        is_image = torch.isin(input_ids, torch.tensor(self.image_token_ids, device=input_ids.device))
+        positions = torch.arange(shape[1], device=input_ids.device).expand(shape)
+        needed = int(torch.where(is_image, positions, -2).max()) + 2  # the last image token and the one after it
+        if needed > self.max_length:
+            raise ValueError(f"--max_length {self.max_length} would cut the image tokens of a training example (its "
+                             f"image ends at token {needed}); raise --max_length to at least {needed} or leave it "
+                             "unset (None: no cut)")  # fmt: skip
+        for name, value in list(batch.items()):
+            if isinstance(value, torch.Tensor) and value.shape == shape:
+                batch[name] = value[:, : self.max_length]
+        return batch
+
+
 class VQASFTTrainer(CheckpointLoadingMixin, GenerationEvalMixin, SFTTrainer):
     """`SFTTrainer` + `generation_eval=GenerationEval(...)` (see `vqa_generation_eval`); a full fine-tuning resumes
-    its weights exactly (`CheckpointLoadingMixin`). Training batches start with one BOS, as LLaVA-1.5's own
-    sequences do: TRL's collator tokenizes the rendered conversation with `add_special_tokens=False` and radtune's
-    template leaves the BOS to the tokenizer, so the collator is wrapped in `chat_template.BOSFirstCollator`."""
+    its weights exactly (`CheckpointLoadingMixin`).
+
+    TRL's collator is wrapped twice. With `max_length` set, rows are built whole and cut after their images
+    (`ImageTokensKeptCollator`: a cut through image tokens is an error, not a silent mismatch). Then every row starts
+    with one BOS, as the model's own sequences do: TRL's collator tokenizes the rendered conversation with
+    `add_special_tokens=False`, so where the family's template leaves the BOS to the tokenizer (LLaVA-1.5,
+    LLaVA-NeXT) `chat_template.BOSFirstCollator` puts it first; where the template writes it (Gemma 3, Idefics3)
+    the rows already start with it and are left alone.
+    """
 
     def __init__(self, *args, **kwargs):
+        from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
+
         from radtune.llava_vqa.chat_template import BOSFirstCollator
 
         super().__init__(*args, **kwargs)
-        bos_token_id = self.processing_class.tokenizer.bos_token_id
+        processor = self.processing_class
+        if isinstance(self.data_collator, DataCollatorForVisionLanguageModeling) and self.args.max_length is not None:
+            self.data_collator.max_length = None
+            self.data_collator = ImageTokensKeptCollator(self.data_collator, self.args.max_length,
+                                                         processor.image_token_ids)  # fmt: skip
+        bos_token_id = processor.tokenizer.bos_token_id
         if bos_token_id is not None and not isinstance(self.data_collator, BOSFirstCollator):
             self.data_collator = BOSFirstCollator(self.data_collator, bos_token_id)
 
