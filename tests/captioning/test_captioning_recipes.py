@@ -1,4 +1,4 @@
-"""Every shipped recipe parses with the real parser of the entry point it names, and says what the seeds did."""
+"""The captioning recipes say what the seeds did (tests/test_recipes.py runs every recipe as its header documents)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ RECIPES = Path(__file__).parents[2] / "packages" / "captioning" / "recipes"
 def _parse(recipe: Path):
     import torch
 
-    if recipe.name.startswith("vqa_"):
+    if "train-vqa" in recipe.read_text():  # the BLIP VQA recipes name `radtune caption train-vqa` in their header
         from radtune.captioning.train_vqa import make_parser
     else:
         from radtune.captioning.train import make_parser
@@ -23,16 +23,10 @@ def _parse(recipe: Path):
     return parse_args_and_config(make_parser(), ["--config", str(recipe), *on_cpu])
 
 
-@pytest.mark.parametrize("recipe", sorted(RECIPES.glob("*.yaml")), ids=lambda path: path.stem)
-def test_recipe_parses(recipe):
-    script_args, training_args, model_args = _parse(recipe)
-    assert script_args.dataset_name and training_args.output_dir.startswith("runs/")
-
-
 def test_recipes_cover_the_seeds_and_both_cpu_smoke_tests():
     names = {path.name for path in RECIPES.glob("*.yaml")}
     assert {"rocov2_vitgpt2_lora.yaml", "mimic_cxr_vitgpt2.yaml", "roco_blip.yaml", "vqa_rad_blip.yaml",
-            "phantom_cpu_vitgpt2.yaml", "phantom_cpu_blip.yaml"} <= names  # fmt: skip
+            "slake_blip.yaml", "pathvqa_blip.yaml", "phantom_cpu_vitgpt2.yaml", "phantom_cpu_blip.yaml"} <= names  # fmt: skip
 
 
 def test_rocov2_recipe_has_the_seed_settings():

@@ -52,7 +52,7 @@ caption.add_command(
         "flags (`--config recipe.yaml`, any field of its --help) go after it.",
         examples=[
             "{command} --accelerate-config single_gpu -- --config packages/captioning/recipes/vqa_rad_blip.yaml",
-            "{command} --cpu -- --dataset_name runs/qa/vqa_rad --model_name_or_path runs/tiny-blip-vqa --use_peft",
+            "{command} --cpu -- --dataset_name runs/data/vqa-rad --model_name_or_path runs/tiny-blip-vqa --use_peft",
             "{command} -- --help",
         ],
     )

@@ -1,4 +1,5 @@
-"""Fine-tune LLaVA-1.5 for medical visual question answering with TRL's SFTTrainer, LoRA or QLoRA.
+"""Fine-tune LLaVA-1.5 (or LLaVA-NeXT, Gemma 3 / MedGemma, Idefics3 / SmolVLM: `radtune.llava_vqa.families`) for
+medical visual question answering with TRL's SFTTrainer, LoRA or QLoRA.
 
 ```bash
 python -m radtune.llava_vqa.train --config packages/llava_vqa/recipes/slake.yaml --learning_rate 1e-4
@@ -23,8 +24,12 @@ radtune tiny llava runs/tiny-llava
 python -m radtune.llava_vqa.train --config packages/llava_vqa/recipes/phantom_cpu.yaml
 radtune vqa train --cpu --num-processes 2 -- --config packages/llava_vqa/recipes/phantom_cpu.yaml   # DDP, gloo
 ```
-The dataset is a folder or Hub repo in radtune's QA export format (`radtune data qa … --generator rules|openai`):
-rows of `messages` (user turn: image + question; assistant turn: answer) and `images`. The loss is on the
+The dataset is a folder or Hub repo of question/answer rows: a build of a VQA benchmark
+(`radtune data build vqa-rad|slake|pathvqa SRC OUT`: `image`, `question`, `answer`, `answer_type`), whose rows become
+conversations as they are loaded (`radtune.common.vqa_data.qa_conversations`: one question a conversation, or with
+`--conversation multi` all questions about an image in one multi-turn conversation), or radtune's QA export
+(`radtune data qa … --generator rules|openai`: rows of `messages` — user turn: image + question; assistant turn:
+answer — and `images`), used as exported. The loss is on the
 assistant's answer and its end-of-turn token only (TRL's `assistant_only_loss` with a chat template carrying
 `{% generation %}` markers); image tokens are never truncated (`max_length=None`). After training, the test split
 is answered and scored by `radtune.llava_vqa.evaluation.evaluate_vqa`, the evaluator of `radtune vqa evaluate`,
@@ -34,17 +39,13 @@ with the same defaults (blank/noise image ablation and majority-answer baseline 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 from transformers.trainer_utils import SaveStrategy
 from trl import ModelConfig, SFTConfig
 
 from radtune.common.run import GenerationRunArguments
 from radtune.llava_vqa.evaluation import BATCH_SIZE, MAX_NEW_TOKENS
-
-# LoRA on the language model's linear layers only: the vision tower and the projector stay frozen (LLaMA-Factory
-# users hit `lora_target: all` silently adapting vision blocks).
-LANGUAGE_MODEL_LORA_TARGET = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
-VISION_TOWER_LORA_TARGET = r".*vision_tower.*\.(q_proj|k_proj|v_proj|out_proj|fc1|fc2)"
 
 
 @dataclass
@@ -63,6 +64,19 @@ class ScriptArguments(GenerationRunArguments):
     processor_name_or_path: str | None = field(
         default=None, metadata={"help": "Processor to use; defaults to the model's own."}
     )
+    conversation: str = field(
+        default="single",
+        metadata={"help": "How question/answer rows (`radtune data build vqa-rad|slake|pathvqa`) become conversations, "
+                  "as `radtune data qa --conversation` says it: `single`, one question a conversation; `multi`, all "
+                  "questions about an image in one multi-turn conversation. A QA export (`messages`) is used as is."},
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        from radtune.common.vqa_data import CONVERSATIONS
+
+        if self.conversation not in CONVERSATIONS:
+            raise ValueError(f"conversation must be one of {', '.join(CONVERSATIONS)}, got {self.conversation!r}")
 
 
 @dataclass
@@ -86,7 +100,11 @@ class LlavaSFTConfig(SFTConfig):
     # --- Defaults that differ from TRL's SFTConfig: the LLaVA seed's schedule (batch 1 with accumulation,
     # --- checkpointing, one epoch, a log every 5 steps), loss on answers only, and no truncation of image tokens.
     assistant_only_loss: bool = field(default=True, metadata={"help": "Loss on assistant tokens only."})
-    max_length: int | None = field(default=None, metadata={"help": "None: never cut sequences (image tokens)."})
+    max_length: int | None = field(
+        default=None,
+        metadata={"help": "Longest training row; None: no cut. Rows are cut after their last image only (a cut "
+                  "through image tokens is an error)."},
+    )  # fmt: skip
     per_device_train_batch_size: int = field(default=1, metadata={"help": "Batch size per device."})
     gradient_accumulation_steps: int = field(default=8, metadata={"help": "Gradient accumulation steps."})
     activation_checkpointing: bool = field(default=True, metadata={"help": "Recompute activations to save memory."})
@@ -110,15 +128,22 @@ def make_parser(prog: str | None = "radtune.llava_vqa.train"):
     return make_trl_parser([ScriptArguments, LlavaSFTConfig, LlavaModelConfig], prog=prog, example=EXAMPLE)
 
 
-def lora_config(script_args: ScriptArguments, model_args: LlavaModelConfig):
+def lora_config(script_args: ScriptArguments, model_args: LlavaModelConfig, family: str = "llava"):
     """The `peft.LoraConfig` of a run: the language model's linear layers (plus the vision tower's with
-    `train_vision_tower`, the projector trained fully with `train_projector`), or `lora_target_modules`."""
-    from radtune.common.run import lora_config_of
+    `train_vision_tower`, the projector trained fully with `train_projector`), or `lora_target_modules`.
 
-    target = LANGUAGE_MODEL_LORA_TARGET
+    LoRA stays off the vision encoder and the projector by default (LLaMA-Factory users hit `lora_target: all`
+    silently adapting vision blocks). The module names are the family's (`radtune.llava_vqa.families`: LLaVA's and
+    Gemma 3's `language_model` / `vision_tower` / `multi_modal_projector`, Idefics3's `text_model` /
+    `vision_model` / `connector`)."""
+    from radtune.common.run import lora_config_of
+    from radtune.llava_vqa.families import FAMILIES
+
+    family = FAMILIES[family]
+    target = family.language_lora_target
     if script_args.train_vision_tower:
-        target = f"({LANGUAGE_MODEL_LORA_TARGET})|({VISION_TOWER_LORA_TARGET})"
-    modules_to_save = ["multi_modal_projector"] if script_args.train_projector else []
+        target = f"({target})|({family.vision_lora_target})"
+    modules_to_save = [family.projector] if script_args.train_projector else []
     return lora_config_of(model_args, target, modules_to_save, task_type="CAUSAL_LM")
 
 
@@ -140,23 +165,27 @@ def build_trainer(script_args: ScriptArguments, training_args: LlavaSFTConfig, m
         what the final evaluation answers).
 
     Raises:
-        `ValueError`: a missing split or `messages` column (see `radtune.common.run.load_run_splits`).
+        `ValueError`: a missing split, or rows with neither `messages` nor `question`/`answer` (see
+        `radtune.common.run.load_run_splits`, `radtune.common.vqa_data.qa_conversations`).
     """
     import torch
-    from transformers import AutoProcessor, LlavaForConditionalGeneration
+    from transformers import AutoModelForImageTextToText, AutoProcessor
     from trl import get_quantization_config
 
     from radtune.common.run import load_run_splits
+    from radtune.common.vqa_data import qa_conversations
+    from radtune.llava_vqa.families import family_of_processor
     from radtune.llava_vqa.inference import ensure_training_chat_template, resolve
     from radtune.llava_vqa.trainer import VQASFTTrainer, vqa_generation_eval
 
     # Model
     model_path = resolve(model_args.model_name_or_path)
     processor = AutoProcessor.from_pretrained(resolve(script_args.processor_name_or_path or model_path))
+    family = family_of_processor(processor)  # LLaVA-1.5, LLaVA-NeXT, Gemma 3 / MedGemma, Idefics3 / SmolVLM
     ensure_training_chat_template(processor)
     quantization_config = get_quantization_config(model_args)
     dtype = model_args.dtype if model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype)
-    model = LlavaForConditionalGeneration.from_pretrained(
+    model = AutoModelForImageTextToText.from_pretrained(
         model_path,
         dtype=dtype,
         attn_implementation=model_args.attn_implementation,
@@ -164,14 +193,17 @@ def build_trainer(script_args: ScriptArguments, training_args: LlavaSFTConfig, m
         # Quantised weights load straight onto each process's own device.
         device_map=device_map(training_args) if quantization_config is not None else None,
     )
-    peft_config = lora_config(script_args, model_args) if model_args.use_peft else None
+    peft_config = lora_config(script_args, model_args, family.name) if model_args.use_peft else None
     if peft_config is None:
         # Full fine-tuning of the language model; the vision tower and projector follow the flags.
-        model.model.vision_tower.requires_grad_(script_args.train_vision_tower)
-        model.model.multi_modal_projector.requires_grad_(script_args.train_projector)
+        getattr(model.model, family.vision_tower).requires_grad_(script_args.train_vision_tower)
+        getattr(model.model, family.projector).requires_grad_(script_args.train_projector)
 
     # Data
-    splits = load_run_splits(script_args, training_args, required_columns=("messages",))
+    # Rows of a VQA build become conversations here, on the fly; a QA export is used as exported.
+    conversations = partial(qa_conversations, conversation=script_args.conversation,
+                            image_column=script_args.image_column)
+    splits = load_run_splits(script_args, training_args, prepare=conversations)
     generation_eval = None
     if splits.eval is not None and script_args.generation_eval_samples:
         generation_eval = vqa_generation_eval(processor, splits.eval, script_args.generation_eval_samples,
@@ -202,13 +234,14 @@ def main(script_args: ScriptArguments, training_args: LlavaSFTConfig, model_args
         run_info,
         take_push_request,
     )
-    from radtune.llava_vqa.chat_template import LLAVA_CHAT_TEMPLATE
     from radtune.llava_vqa.evaluation import evaluate_vqa
+    from radtune.llava_vqa.families import family_of_processor
 
     base_model = model_args.model_name_or_path
     push = take_push_request(training_args)
     trainer, splits = build_trainer(script_args, training_args, model_args)
     processor = trainer.processing_class
+    family = family_of_processor(processor)
 
     # Train
     train_result = trainer.train(resume_from_checkpoint=resume_checkpoint(training_args))
@@ -218,9 +251,9 @@ def main(script_args: ScriptArguments, training_args: LlavaSFTConfig, model_args
         max_eval_samples=script_args.max_eval_samples, quantization=quantization_info(model_args),
         use_peft=model_args.use_peft, dtype=model_args.dtype, max_new_tokens=script_args.max_new_tokens,
         processor=script_args.processor_name_or_path or base_model,
-        chat_template="radtune" if processor.chat_template == LLAVA_CHAT_TEMPLATE else "model",
+        family=family.name, chat_template="radtune" if processor.chat_template == family.chat_template else "model",
     )  # fmt: skip
-    title = f"LLaVA VQA — {script_args.dataset_name}"
+    title = f"{family.title} VQA — {script_args.dataset_name}"
     results = {"train": finish_run(trainer, train_result, info=info, processors=[processor], title=title)}
 
     # Evaluate
@@ -238,7 +271,7 @@ def main(script_args: ScriptArguments, training_args: LlavaSFTConfig, model_args
     # Publish
     if trainer.is_world_process_zero():
         publish_run(training_args.output_dir, push, base_model=base_model, dataset_name=script_args.dataset_name,
-                    tags=["llava", "vqa"])  # fmt: skip
+                    tags=[family.name, "vqa"])  # fmt: skip
     trainer.accelerator.wait_for_everyone()
     return results
 

@@ -16,32 +16,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from radtune.common.vqa_data import conversation_turns, messages_feature
+
 ID_COLUMNS = ("id", "study_id", "patient_id", "view", "split", "source", "license")
 CONVERSATIONS = ("single", "multi")
 FORMS = ("messages", "prompt-completion")
 
 
-def _user(question: str, with_image: bool) -> dict:
-    content = [{"type": "image", "text": None}] if with_image else []
-    return {"role": "user", "content": content + [{"type": "text", "text": question}]}
-
-
-def _assistant(answer: str) -> dict:
-    return {"role": "assistant", "content": [{"type": "text", "text": answer}]}
-
-
-def conversation_turns(pairs: Sequence[dict]) -> list[dict]:
-    """User/assistant turns for `pairs`, the image placeholder in the first user turn only."""
-    turns = []
-    for index, pair in enumerate(pairs):
-        turns += [_user(pair["question"], with_image=index == 0), _assistant(pair["answer"])]
-    return turns
-
-
 def _features(source_features, conversation: str, form: str):
     from datasets import Features, Image, List, Value
 
-    turn = List({"role": Value("string"), "content": List({"type": Value("string"), "text": Value("string")})})
+    turn = messages_feature()
     text = Value("string") if conversation == "single" else List(Value("string"))
     features = {name: source_features[name] for name in ID_COLUMNS if name in source_features}
     features["qa_id"] = Value("string")
