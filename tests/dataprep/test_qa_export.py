@@ -165,3 +165,24 @@ def test_push_to_hub_is_private_and_loads_back(source, tmp_path, hub_server):
     assert pushed["private"] is True
     assert {"messages", "images", "question", "answer", "answer_type"} <= set(pushed["columns"])
     assert pushed["n_images"] == 1
+
+
+def test_a_split_without_pairs_is_left_out_and_named_so_the_folder_loads(source, tmp_path, monkeypatch):
+    """datasets 5.2 saves a 0-row split without a data file and `load_from_disk` then fails (IndexError): seen with
+    the CheXpert Plus recipe, whose balanced rules QA left the small validation split empty."""
+    from datasets import load_from_disk
+
+    from radtune.dataprep.qa import rules_generator
+
+    real = rules_generator.generate_rules_qa
+    test_texts = set(load_from_disk(str(source))["test"]["text"])
+
+    def none_for_the_test_split(text, *args, **kwargs):
+        return [] if text in test_texts else real(text, *args, **kwargs)
+
+    monkeypatch.setattr(rules_generator, "generate_rules_qa", none_for_the_test_split)
+    data = _export(source, tmp_path / "out")
+    assert set(data) == {"train"} and len(data["train"]) == 4 * 3
+    report = json.loads((tmp_path / "out" / "qa_report.json").read_text())
+    assert report["rows"] == {"train": 12} and report["empty_splits"] == ["test"]
+    assert "Left out: `test`" in (tmp_path / "out" / "README.md").read_text()

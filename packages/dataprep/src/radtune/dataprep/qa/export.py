@@ -147,7 +147,11 @@ def render_qa_card(report: dict, source_card_metadata: dict | None = None, data_
         "| --- | ---: |",
     ]
     lines += [f"| {name} | {count:,} |" for name, count in splits.items()]
-    lines += ["", "Splits are those of the source (patient-level), so no patient crosses them.", ""]
+    lines += ["", "Splits are those of the source (patient-level), so no patient crosses them."]
+    if report.get("empty_splits"):
+        names = ", ".join(f"`{name}`" for name in report["empty_splits"])
+        lines += [f"Left out: {names} (no question-answer pairs came from its reports)."]
+    lines += [""]
     lines += ["## Format", ""]
     if report["form"] == "messages":
         lines += ["`messages` (user turn: the image then the question; assistant turn: the answer) and `images`,"]

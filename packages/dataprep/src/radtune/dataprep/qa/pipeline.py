@@ -256,7 +256,15 @@ def generate_qa_dataset(
     report["max_failure_fraction"] = max_failure_fraction
     _check_failures(report, out_dir, cache_path if generator == "openai" else None)
     qa_dataset = build_qa_dataset(source, pairs, conversation=conversation, form=form)
+    # A split without pairs is left out: datasets (5.2) saves a 0-row split without a data file and then cannot load
+    # the folder (IndexError in load_from_disk); the report and the card name it.
+    empty = [name for name, split in qa_dataset.items() if len(split) == 0]
+    for name in empty:
+        del qa_dataset[name]
+    if not qa_dataset:
+        raise QAPipelineError(f"no question-answer pairs in any split of {report.get('dataset', 'the dataset')}")
     report["rows"] = {name: len(split) for name, split in qa_dataset.items()}
+    report["empty_splits"] = empty
     card_metadata, notice = _source_card(card_text, found_sources)
     if credentialed:
         card_metadata["credentialed"] = True
