@@ -1,10 +1,11 @@
-"""Training throughput and memory of radtune's full-size models on one GPU: LLaVA-1.5 (LoRA / QLoRA / full), BLIP
-and ViT-GPT2 captioning, CLIP.
+"""Training throughput and memory of radtune's full-size models on one GPU: LLaVA-1.5 and LLaVA-NeXT (LoRA / QLoRA /
+full), BLIP and ViT-GPT2 captioning, CLIP.
 
     python benchmarks/gpu_train.py --arch llava-1.5-7b --mode qlora                 # r=64, batch 4, checkpointing
     python benchmarks/gpu_train.py --arch llava-1.5-7b --mode qlora --no-double-quant --json runs/llava-qlora.json
     python benchmarks/gpu_train.py --arch llava-1.5-7b --mode lora --no-gradient-checkpointing --batch-size 8
     python benchmarks/gpu_train.py --arch llava-1.5-13b --mode qlora --attn eager
+    python benchmarks/gpu_train.py --arch llava-next-7b --mode qlora                # llava-v1.6-mistral-7b-hf
     python benchmarks/gpu_train.py --arch blip-base --mode full
     python benchmarks/gpu_train.py --arch vit-gpt2 --mode lora
     python benchmarks/gpu_train.py --arch clip-b32 --batch-size 256
@@ -18,7 +19,11 @@ vocabulary is small, so a text splits into more tokens than with the real one (L
 rough count half again what Llama's tokenizer gives, beside 576 exact image tokens); the embedding tables have the
 published size. LLaVA's processor is llava-hf's published one (`tests/fixtures/llava-1.5-7b-hf`: tokenizer config with
 `<image>` 32000 and `<pad>` 32001, image processor, chat template repaired as training repairs it) around that
-vocabulary (`llava_processor`).
+vocabulary (`llava_processor`). LLaVA-NeXT's config is llava-hf/llava-v1.6-mistral-7b-hf's published `config.json`
+(`tests/fixtures/llava-next`); its processor has the special tokens and published chat template of `radtune tiny
+llava-next` around the published tiling (`image_grid_pinpoints`; `llava_next_processor`): a square 1024-px image
+becomes a 2x2 grid of 336-px tiles plus the whole image, 5 tiles through the vision tower and 2928 image tokens
+(576 + 48 x 48 + 48 row newlines) in the sequence.
 
 It trains on synthetic rows in the layout radtune's exporters write (JPEG radiograph-like images of
 `--source-image-side` pixels; LLaVA: `messages` + `images` with questions and answer lengths drawn from the
@@ -41,7 +46,7 @@ bottleneck when it is close to 1). Warm-up steps are left out; times are means o
 Model FLOPs utilisation = model FLOPs per step / step time / the card's peak dense bf16 FLOP/s (`PEAK_TFLOPS`,
 or `--peak-tflops`). Model FLOPs count matrix multiplies by their weights, per group of parameters and the tokens
 that group multiplies (LLaVA: vision tower x 577 patch tokens per image, projector x 576, language model x the
-sequence; BLIP / ViT-GPT2: the cross-attention key/value weights x the image tokens):
+sequence, LLaVA-NeXT the same per tile; BLIP / ViT-GPT2: the cross-attention key/value weights x the image tokens):
 
     FLOPs per token = 2*N (forward) + 2*N (activation gradients) + 2*N_trainable (weight gradients)
 
@@ -82,6 +87,15 @@ LLAVA_1_5 = dict(projector_hidden_act="gelu", vision_feature_layer=-2, vision_fe
 # Its tokenizer config, image processor and chat template, as published (see the folder's README).
 LLAVA_PUBLISHED = REPO / "tests" / "fixtures" / "llava-1.5-7b-hf"
 LLAVA_TOKENIZER_VOCAB = 32000  # the published vocabulary before <image> (32000) and <pad> (32001)
+# llava-hf/llava-v1.6-mistral-7b-hf (LLaVA-NeXT): CLIP ViT-L/14-336 on tiles chosen by `image_grid_pinpoints` +
+# Mistral-7B-Instruct-v0.2, its `config.json` as published (see the folder's README); the vision config is read here
+# for the image side, the whole file by `model_config`.
+LLAVA_NEXT_PUBLISHED = REPO / "tests" / "fixtures" / "llava-next"
+_LLAVA_NEXT_CONFIG = json.loads((LLAVA_NEXT_PUBLISHED / "config.json").read_text())
+LLAVA_NEXT_VISION = {key: _LLAVA_NEXT_CONFIG["vision_config"][key] for key in
+                     ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "image_size",
+                      "patch_size", "projection_dim")}  # fmt: skip
+LLAVA_NEXT_TEXT = _LLAVA_NEXT_CONFIG["text_config"]  # Mistral-7B's defaults for what it leaves out (32 layers, 4096)
 # Salesforce/blip-image-captioning-base: ViT-B/16 at 384 px + a BERT-base decoder with cross-attention.
 BLIP_VISION = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
                    image_size=384, patch_size=16, layer_norm_eps=1e-5)  # fmt: skip
@@ -100,16 +114,18 @@ CLIP_B32_TEXT = dict(vocab_size=49408, hidden_size=512, intermediate_size=2048, 
 ARCHS = {
     "llava-1.5-7b": {"family": "llava", "vision": CLIP_VIT_L_14_336, "text": LLAMA_2_7B, "batch_size": 4},
     "llava-1.5-13b": {"family": "llava", "vision": CLIP_VIT_L_14_336, "text": LLAMA_2_13B, "batch_size": 4},
+    "llava-next-7b": {"family": "llava-next", "vision": LLAVA_NEXT_VISION, "text": LLAVA_NEXT_TEXT, "batch_size": 4},
     "blip-base": {"family": "blip", "vision": BLIP_VISION, "text": BLIP_TEXT, "batch_size": 16},
     "vit-gpt2": {"family": "vit-gpt2", "vision": VIT_B_16, "text": GPT2_124M, "batch_size": 16},
     "clip-b32": {"family": "clip", "vision": CLIP_B32_VISION, "text": CLIP_B32_TEXT, "batch_size": 128},
 }
 # The modes radtune trains each family with (QLoRA exists for LLaVA only; radtune trains CLIP fully).
-MODES = {"llava": ("qlora", "lora", "full"), "blip": ("lora", "full"), "vit-gpt2": ("lora", "full"), "clip": ("full",)}
+MODES = {"llava": ("qlora", "lora", "full"), "llava-next": ("qlora", "lora", "full"), "blip": ("lora", "full"),
+         "vit-gpt2": ("lora", "full"), "clip": ("full",)}  # fmt: skip
 
 # `--scale tiny` keeps every config's structure and shrinks it (images: four patches a side).
 TINY = {"num_hidden_layers": 2, "n_layer": 2, "hidden_size": 32, "n_embd": 32, "encoder_hidden_size": 32,
-        "num_attention_heads": 4, "n_head": 4, "num_key_value_heads": 4, "intermediate_size": 64,
+        "num_attention_heads": 4, "n_head": 4, "num_key_value_heads": 4, "head_dim": 8, "intermediate_size": 64,
         "projection_dim": 32}  # fmt: skip
 TINY_VOCAB = 2000
 
@@ -242,7 +258,8 @@ def caption_rows(n: int, images: list[bytes], seed: int = 0) -> dict:
 
 
 # --- Models, collators and trainers, the way radtune's training entry points build them ---------------------------
-MODEL_CLASSES = {"llava": "LlavaForConditionalGeneration", "blip": "BlipForConditionalGeneration",
+MODEL_CLASSES = {"llava": "LlavaForConditionalGeneration", "llava-next": "LlavaNextForConditionalGeneration",
+                 "blip": "BlipForConditionalGeneration",
                  "vit-gpt2": "VisionEncoderDecoderModel", "clip": "CLIPModel"}  # fmt: skip
 TOKENIZER_STYLES = {"llava": "llama", "blip": "bert", "vit-gpt2": "gpt2", "clip": "clip"}
 
@@ -279,7 +296,9 @@ def text_tokens(batch) -> int:
 
 
 def per_image(count: int):
-    return lambda batch: int(batch["pixel_values"].shape[0]) * count
+    """`count` tokens per image, or per tile where `pixel_values` holds tiles (LLaVA-NeXT: batch x tiles x 3 x H x W;
+    the synthetic images are all square, so no tile is padding)."""
+    return lambda batch: math.prod(batch["pixel_values"].shape[:-3]) * count
 
 
 def llava_processor(arch: str, scale: str, folder: str | Path):
@@ -303,6 +322,41 @@ def llava_processor(arch: str, scale: str, folder: str | Path):
     return processor
 
 
+def llava_next_pinpoints(scale: str) -> list[list[int]]:
+    """The published `image_grid_pinpoints` (tile grids in pixels), shrunk at --scale tiny with the tile side."""
+    side, published = scaled(LLAVA_NEXT_VISION, scale)["image_size"], LLAVA_NEXT_VISION["image_size"]
+    return [[height * side // published, width * side // published]
+            for height, width in _LLAVA_NEXT_CONFIG["image_grid_pinpoints"]]  # fmt: skip
+
+
+def llava_next_processor(arch: str, scale: str, folder: str | Path):
+    """LLaVA-NeXT's processor: the special tokens (`<unk>`, `<s>`, `</s>`, `<image>`, `<pad>`), tokenizer and published
+    chat template of `radtune tiny llava-next` (`radtune.llava_vqa.tiny.build_llava_next`: Mistral-style, trained on
+    radtune's radiology corpus), around the published tiling: tiles of the vision tower's side on the grids of
+    `image_grid_pinpoints` plus the whole image (shrunk together at --scale tiny); the template is then repaired
+    exactly as `radtune.llava_vqa.train` repairs it (`ensure_training_chat_template`)."""
+    from transformers import AutoProcessor, LlavaNextImageProcessorPil, LlavaNextProcessor
+
+    from radtune.common.tiny import TinySize, builtin_corpus
+    from radtune.llava_vqa.inference import ensure_training_chat_template
+    from radtune.llava_vqa.tiny import build_llava_next
+
+    vision = scaled(ARCHS[arch]["vision"], scale)
+    side = vision["image_size"]
+    tiny = Path(folder) / "llava-next-tiny"
+    build_llava_next(builtin_corpus(), tiny, TinySize())
+    family = AutoProcessor.from_pretrained(tiny)
+    image_processor = LlavaNextImageProcessorPil(size={"shortest_edge": side}, crop_size={"height": side, "width": side},
+                                                 image_grid_pinpoints=llava_next_pinpoints(scale))  # fmt: skip
+    processor = LlavaNextProcessor(
+        image_processor=image_processor, tokenizer=family.tokenizer, patch_size=vision["patch_size"],
+        vision_feature_select_strategy=_LLAVA_NEXT_CONFIG["vision_feature_select_strategy"],
+        num_additional_image_tokens=1, chat_template=family.chat_template, image_token="<image>",
+    )  # fmt: skip
+    ensure_training_chat_template(processor)
+    return processor
+
+
 def make_tokenizer(arch: str, scale: str):
     """A tokenizer in the style of the arch's own, trained on radtune's radiology corpus (at most the published
     vocabulary; `TINY_VOCAB` at --scale tiny); LLaVA's is `llava_processor`'s."""
@@ -310,9 +364,9 @@ def make_tokenizer(arch: str, scale: str):
 
     spec = ARCHS[arch]
     text = spec["text"]
-    if spec["family"] == "llava":
+    if spec["family"] in LLAVA_PROCESSORS:
         with tempfile.TemporaryDirectory(prefix="radtune-llava-processor-") as folder:
-            return llava_processor(arch, scale, folder).tokenizer
+            return LLAVA_PROCESSORS[spec["family"]](arch, scale, folder).tokenizer
     vocab = text["vocab_size"] if scale == "full" else TINY_VOCAB
     max_length = text.get("max_position_embeddings") or text["n_positions"]
     tokenizer = train_tokenizer(builtin_corpus(), TOKENIZER_STYLES[spec["family"]], vocab_size=vocab,
@@ -328,6 +382,8 @@ def model_config(arch: str, scale: str, tokenizer):
 
     spec = ARCHS[arch]
     family = spec["family"]
+    if family == "llava-next":
+        return llava_next_config(scale, tokenizer)
     vision, text = scaled(spec["vision"], scale), scaled(spec["text"], scale)
     if scale == "tiny":
         text["vocab_size"] = len(tokenizer)
@@ -355,6 +411,28 @@ def model_config(arch: str, scale: str, tokenizer):
                          vision_config=tf.CLIPVisionConfig(**vision).to_dict(), projection_dim=text["projection_dim"])  # fmt: skip
 
 
+def llava_next_config(scale: str, tokenizer):
+    """llava-v1.6-mistral-7b-hf's published config (`LLAVA_NEXT_PUBLISHED`), shrunk at --scale tiny as `scaled`
+    shrinks the others (with its pinpoints and vocabulary), with the tokenizer's special-token ids."""
+    import transformers as tf
+
+    config = tf.LlavaNextConfig.from_pretrained(LLAVA_NEXT_PUBLISHED)
+    text, vision = config.text_config, config.vision_config
+    if scale == "tiny":
+        for sub in (text, vision):
+            for key, value in TINY.items():
+                if key in sub.to_dict():
+                    setattr(sub, key, value)
+        vision.image_size = scaled(LLAVA_NEXT_VISION, scale)["image_size"]
+        text.vocab_size = len(tokenizer)
+        config.image_grid_pinpoints = llava_next_pinpoints(scale)
+        config.image_seq_length = image_tokens(vision.to_dict())
+    text.bos_token_id, text.eos_token_id = tokenizer.bos_token_id, tokenizer.eos_token_id
+    text.pad_token_id = config.pad_token_id = tokenizer.pad_token_id
+    config.image_token_index = tokenizer.convert_tokens_to_ids("<image>")
+    return config
+
+
 def build_random(arch: str, config, dtype: str, device: str, attn_implementation: str):
     """A model of `config` with random weights in `dtype` ("bf16" or "fp32"), initialised directly on `device`."""
     import torch
@@ -380,16 +458,18 @@ def training_kwargs(args, output_dir: str, cuda: bool) -> dict:
 
 
 def build_llava(args, images: list[bytes], output_dir: str, cuda: bool) -> Setup:
-    """LLaVA-1.5 through `radtune.llava_vqa.train`: its LoRA targets, QLoRA config, the published processor with
-    its chat template repaired as training repairs it, and `VQASFTTrainer` (one BOS first in every batch)."""
+    """LLaVA-1.5 or LLaVA-NeXT through `radtune.llava_vqa.train`: the family's LoRA targets, QLoRA config, the
+    processor (`LLAVA_PROCESSORS`) with its chat template repaired as training repairs it, and `VQASFTTrainer`
+    (one BOS first in every batch)."""
+    import transformers
     from datasets import Dataset, Features, Image, List, Value
-    from transformers import LlavaForConditionalGeneration
     from trl import get_quantization_config
 
     from radtune.llava_vqa.train import LlavaModelConfig, LlavaSFTConfig, ScriptArguments, device_map, lora_config
     from radtune.llava_vqa.trainer import VQASFTTrainer
 
-    processor = llava_processor(args.arch, args.scale, output_dir)
+    family = ARCHS[args.arch]["family"]
+    processor = LLAVA_PROCESSORS[family](args.arch, args.scale, output_dir)
     config = model_config(args.arch, args.scale, processor.tokenizer)
     vision = config.vision_config
 
@@ -407,12 +487,12 @@ def build_llava(args, images: list[bytes], output_dir: str, cuda: bool) -> Setup
         # Quantise the random weights in memory, as loading a checkpoint with this config does.
         state_dict = model.state_dict()
         del model
-        model = LlavaForConditionalGeneration.from_pretrained(
+        model = getattr(transformers, MODEL_CLASSES[family]).from_pretrained(
             None, config=config, state_dict=state_dict, dtype=model_args.dtype, attn_implementation=args.attn,
             quantization_config=quantization_config, device_map=device_map(training_args),
         )  # fmt: skip
         del state_dict
-    peft_config = lora_config(script_args, model_args) if model_args.use_peft else None
+    peft_config = lora_config(script_args, model_args, family) if model_args.use_peft else None
     if peft_config is None:
         model.model.vision_tower.requires_grad_(script_args.train_vision_tower)
         model.model.multi_modal_projector.requires_grad_(script_args.train_projector)
@@ -501,7 +581,7 @@ def build_clip(args, images: list[bytes], output_dir: str, cuda: bool) -> Setup:
     from datasets import Dataset, Features, Image, Value
     from transformers import CLIPImageProcessor
 
-    from radtune.contrastive.data import ContrastiveCollator, pair_transform
+    from radtune.contrastive.data import ContrastiveCollator, pair_transform, with_row_index
     from radtune.contrastive.losses import build_loss
     from radtune.contrastive.modeling import ContrastiveProcessor
     from radtune.contrastive.train import (
@@ -530,7 +610,7 @@ def build_clip(args, images: list[bytes], output_dir: str, cuda: bool) -> Setup:
     features = Features({"image": Image(), "text": Value("string")})
     rows = args.batch_size * (args.warmup + args.steps)
     dataset = Dataset.from_dict(caption_rows(rows, images, seed=args.seed), features=features)
-    dataset = dataset.with_transform(pair_transform("image", "text", augment=augment))
+    dataset = with_row_index(dataset).with_transform(pair_transform("image", "text", augment=augment, seed=args.seed))
     max_length = min(script_args.max_text_length, tokenizer.model_max_length)
     collator = ContrastiveCollator(tokenizer, image_processor, max_length=max_length)
     loss = build_loss(training_args.loss, training_args.local_loss, training_args.triplet_margin,
@@ -547,7 +627,9 @@ def build_clip(args, images: list[bytes], output_dir: str, cuda: bool) -> Setup:
     return Setup(trainer, groups, "text", ["full: both towers, projections and the temperature"])
 
 
-BUILDERS = {"llava": build_llava, "blip": build_captioning, "vit-gpt2": build_captioning, "clip": build_clip}
+LLAVA_PROCESSORS = {"llava": llava_processor, "llava-next": llava_next_processor}
+BUILDERS = {"llava": build_llava, "llava-next": build_llava, "blip": build_captioning, "vit-gpt2": build_captioning,
+            "clip": build_clip}  # fmt: skip
 
 
 # --- Timing ----------------------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ SCRIPT = REPO / "benchmarks" / "gpu_train.py"
 RUNS = {
     ("llava-1.5-7b", "lora"): ["--mode", "lora"],
     ("llava-1.5-7b", "qlora"): ["--mode", "qlora"],  # bitsandbytes quantises on the CPU too
+    ("llava-next-7b", "lora"): ["--mode", "lora"],
     ("blip-base", "full"): ["--mode", "full"],
     ("vit-gpt2", "lora"): [],  # radtune's default for the captioners
     ("clip-b32", "full"): [],
@@ -124,6 +125,25 @@ def test_llava_tokens_include_the_image_tokens(runs):
 
 
 @pytest.mark.slow
+def test_llava_next_tokens_count_every_tile(runs):
+    result, _ = runs["llava-next-7b", "lora"]
+    batch, side = result["batch_size"], result["image_size"]
+    assert side == 4 * 14 and result["source_image_side"] == 2 * side  # CLIP ViT-L/14, four patches a side
+    patches = (side // 14) ** 2
+    # llava-v1.6's pinpoints shrunk with the tile side (336 -> 56) include 112x112: the square 112-px image is a
+    # 2x2 grid of tiles, plus the whole image
+    tiles = 2 * 2 + 1
+    tokens = result["pipeline"]["tokens_per_step"]
+    assert tokens["vision tower"] == batch * tiles * (patches + 1)  # with the CLS token
+    assert tokens["projector"] == batch * tiles * patches
+    # in the sequence: the whole image (16), the grid's 8x8 patches and a newline token ending each of its 8 rows
+    image_tokens = patches + 8 * 8 + 8
+    assert tokens["language model"] > batch * (image_tokens + 5)
+    vision = next(group for group in result["groups"] if group["name"] == "vision tower")
+    assert vision["trainable"] == 0 and result["params_4bit"] == 0  # LoRA on the language model only
+
+
+@pytest.mark.slow
 def test_qlora_stores_the_language_model_in_4_bits(runs):
     lora, _ = runs["llava-1.5-7b", "lora"]
     qlora, _ = runs["llava-1.5-7b", "qlora"]
@@ -176,10 +196,11 @@ def test_peak_flops_table_matches_device_names(gpu_train):
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("arch", "published"),
-    # the parameter counts the Hub shows for llava-hf/llava-1.5-7b-hf and -13b-hf, nlpconnect/vit-gpt2-image-captioning,
-    # openai/clip-vit-base-patch32 and Salesforce/blip-image-captioning-base
-    [("llava-1.5-7b", 7.06e9), ("llava-1.5-13b", 13.4e9), ("vit-gpt2", 239e6), ("clip-b32", 151e6), ("blip-base", 247e6)],
-)
+    # the parameter counts the Hub shows for llava-hf/llava-1.5-7b-hf and -13b-hf, llava-hf/llava-v1.6-mistral-7b-hf,
+    # nlpconnect/vit-gpt2-image-captioning, openai/clip-vit-base-patch32 and Salesforce/blip-image-captioning-base
+    [("llava-1.5-7b", 7.06e9), ("llava-1.5-13b", 13.4e9), ("llava-next-7b", 7.57e9), ("vit-gpt2", 239e6),
+     ("clip-b32", 151e6), ("blip-base", 247e6)],
+)  # fmt: skip
 def test_full_scale_configs_have_the_published_sizes(gpu_train, arch, published):
     import torch
     import transformers
@@ -197,3 +218,27 @@ def test_full_scale_configs_have_the_published_sizes(gpu_train, arch, published)
     assert count == pytest.approx(published, rel=0.005)  # one layer too many or too few is off by 3-8%
     if arch.startswith("llava"):
         assert config.image_seq_length == 576 and config.vision_config.image_size == 336
+
+
+@pytest.mark.slow
+def test_llava_next_is_the_published_config(gpu_train):
+    import torch
+    import transformers
+
+    fixture = REPO / "tests" / "fixtures" / "llava-next" / "config.json"
+    assert fixture.stat().st_size == 1284  # the size the Hub lists for llava-hf/llava-v1.6-mistral-7b-hf's file
+    gpu_train.ensure_radtune_importable()
+    config = gpu_train.model_config("llava-next-7b", "full", gpu_train.make_tokenizer("llava-next-7b", "full"))
+    text, vision = config.text_config, config.vision_config
+    # written in the file: Mistral-7B-Instruct-v0.2 with grouped-query attention, CLIP ViT-L/14 at 336 px, five grids
+    assert (text.model_type, text.num_key_value_heads, text.intermediate_size, text.vocab_size) == ("mistral", 8, 14336,
+                                                                                                   32064)  # fmt: skip
+    assert text.rope_parameters["rope_theta"] == 1e6 and text.sliding_window is None
+    assert (vision.num_hidden_layers, vision.hidden_size, vision.image_size, vision.patch_size) == (24, 1024, 336, 14)
+    assert config.image_grid_pinpoints == [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]
+    assert config.vision_feature_layer == -2 and config.vision_feature_select_strategy == "default"
+    # left to Mistral's defaults by the file: 32 layers of 4096 with 32 heads
+    assert (text.num_hidden_layers, text.hidden_size, text.num_attention_heads) == (32, 4096, 32)
+    with torch.device("meta"):
+        model = transformers.LlavaNextForConditionalGeneration(config)
+    assert model.model.image_newline.shape == (4096,)  # use_image_newline_parameter
