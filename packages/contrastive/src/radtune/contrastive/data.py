@@ -65,16 +65,47 @@ def drop_empty_texts(dataset, text_column: str):
     return dataset.filter(lambda text: bool(text and str(text).strip()), input_columns=[text_column])
 
 
-def pair_transform(image_column: str, text_column: str, augment: RadiographAugment | None = None):
-    """A `Dataset.with_transform` function giving `{"image": [PIL RGB], "text": [str]}` batches."""
+ROW_COLUMN = "__row__"
 
-    def transform(batch: dict) -> dict:
-        images = [load_image(image, mode="RGB") for image in batch[image_column]]
-        if augment is not None:
-            images = [augment(image) for image in images]
-        return {"image": images, "text": [str(text) for text in batch[text_column]]}
 
-    return transform
+class PairTransform:
+    """A `Dataset.with_transform` function giving `{"image": [PIL RGB], "text": [str]}` batches.
+
+    With `augment`, each row's augmentation draws from its own generator, seeded by `(seed, epoch, row)`: the row
+    index comes from the `ROW_COLUMN` column (`with_row_index` adds it) and `epoch` is set by the training loop
+    (`AugmentEpochCallback`). The augmentations of a run then depend on nothing but its seed, so a run resumed from
+    a checkpoint sees the images the uninterrupted run saw, whichever batches were prepared before the checkpoint.
+
+    Args:
+        image_column (`str`), text_column (`str`): the columns read.
+        augment (`RadiographAugment`, *optional*): the training images' augmentation; `None` for evaluation.
+        seed (`int`, *optional*, defaults to `0`): the run's seed.
+    """
+
+    def __init__(self, image_column: str, text_column: str, augment: RadiographAugment | None = None, seed: int = 0):
+        self.image_column, self.text_column, self.augment, self.seed = image_column, text_column, augment, seed
+        self.epoch = 0
+
+    def __call__(self, batch: dict) -> dict:
+        images = [load_image(image, mode="RGB") for image in batch[self.image_column]]
+        if self.augment is not None:
+            if ROW_COLUMN not in batch:
+                raise ValueError(f"augmentation needs the row index column {ROW_COLUMN!r}: see with_row_index")
+            images = [self.augment(image, random.Random(f"{self.seed}-{self.epoch}-{row}"))
+                      for image, row in zip(images, batch[ROW_COLUMN], strict=True)]  # fmt: skip
+        return {"image": images, "text": [str(text) for text in batch[self.text_column]]}
+
+
+def with_row_index(dataset):
+    """`dataset` with its row numbers in a `ROW_COLUMN` column (the key of each row's augmentation)."""
+    if ROW_COLUMN in dataset.column_names:
+        dataset = dataset.remove_columns(ROW_COLUMN)
+    return dataset.add_column(ROW_COLUMN, list(range(len(dataset))))
+
+
+def pair_transform(image_column: str, text_column: str, augment: RadiographAugment | None = None, seed: int = 0):
+    """A `PairTransform` (see there); with `augment`, the dataset needs `with_row_index`."""
+    return PairTransform(image_column, text_column, augment=augment, seed=seed)
 
 
 @dataclass

@@ -74,8 +74,15 @@ def class_phrase(name: str) -> str:
 # cardiomegaly."), no nodule or mass as "The lungs are clear." (reports rarely write "No nodule."). Chosen on a
 # development split, never a test split: on the demo's tiny CLIP they raise the macro AUC on the NIH-layout
 # phantoms' train split by 0.03 (effusion and consolidation most), and did so on each of the four CLIP variants tried.
+# Pneumothorax as reports also word it ("There is a small right apical pneumothorax.") and a mass with its size and
+# lobe ("There is a 4.0 cm mass in the right upper lobe."): on the same train split, with the demo's CLIP trained
+# with seeds 0 and 1, pneumothorax AUC 0.707 -> 0.786 and 0.664 -> 0.812, mass 0.875 -> 0.889 and 0.655 -> 0.924,
+# macro 0.850 -> 0.866 and 0.826 -> 0.895 (validation split: 0.892 and 0.919 after); sized nodule sentences, "rounded
+# nodule" and more effusion wordings changed nothing consistently and are not used.
 _SIDES = ("right", "left")
 _LOBES = tuple(f"{side} {level} lobe" for side in _SIDES for level in ("upper", "lower"))
+_ALL_LOBES = ("right upper lobe", "right middle lobe", "right lower lobe", "left upper lobe", "left lower lobe")
+_SIZES = ("small", "moderate", "large")
 EXTRA_PROMPTS = {
     "cardiomegaly": (
         ("The heart is enlarged.", "The heart size is enlarged."),
@@ -86,9 +93,16 @@ EXTRA_PROMPTS = {
         + ("Bilateral pleural effusions.",),
         (),
     ),
-    "pneumothorax": (tuple(f"{size} {side} pneumothorax." for size in ("Small", "Large") for side in _SIDES), ()),
+    "pneumothorax": (
+        tuple(f"{size} {side} pneumothorax." for size in ("Small", "Large") for side in _SIDES)
+        + tuple(f"There is a {size} {side} apical pneumothorax." for size in _SIZES for side in _SIDES),
+        (),
+    ),
     "nodule": (tuple(f"A nodule is seen in the {lobe}." for lobe in _LOBES), ("The lungs are clear.",)),
-    "mass": ((), ("The lungs are clear.",)),
+    "mass": (
+        tuple(f"There is a {size} mass in the {lobe}." for size in ("4.0 cm", "6.0 cm") for lobe in _ALL_LOBES),
+        ("The lungs are clear.",),
+    ),
     "consolidation": (tuple(f"{lobe.capitalize()} consolidation." for lobe in _LOBES), ()),
 }
 

@@ -27,7 +27,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 
-from transformers import TrainingArguments
+from transformers import TrainerCallback, TrainingArguments
 
 from radtune.common.config import make_parser as _make_parser
 from radtune.common.config import run_main
@@ -214,6 +214,18 @@ def training_augment(training_args: ContrastiveConfig):
     )
 
 
+class AugmentEpochCallback(TrainerCallback):
+    """Tells the training images' `PairTransform` which epoch the Trainer is in (a resumed run included: the epoch
+    comes from the restored state). Batches are prepared in this process or in workers forked when an epoch's
+    iteration starts (not with `dataloader_persistent_workers`, whose workers keep the first epoch)."""
+
+    def __init__(self, transform):
+        self.transform = transform
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.transform.epoch = math.floor((state.epoch or 0.0) + 1e-6)
+
+
 def base_model(model_args: ModelArguments) -> str | None:
     """The checkpoint a run starts from: the CLIP (default `openai/clip-vit-base-patch32`) or a saved dual encoder
     (`None` for a dual encoder built from two towers)."""
@@ -235,7 +247,7 @@ def build_trainer(script_args: ScriptArguments, training_args: ContrastiveConfig
     from transformers import set_seed
 
     from radtune.common.run import load_run_splits
-    from radtune.contrastive.data import ContrastiveCollator, drop_empty_texts, pair_transform
+    from radtune.contrastive.data import ContrastiveCollator, drop_empty_texts, pair_transform, with_row_index
     from radtune.contrastive.losses import build_loss
     from radtune.contrastive.trainer import ContrastiveTrainer
 
@@ -250,8 +262,11 @@ def build_trainer(script_args: ScriptArguments, training_args: ContrastiveConfig
     model, processor = load_model(model_args)
     configure_model(model, model_args, training_args.loss)
 
-    # Batches: augmented training pairs, plain evaluation pairs, texts truncated as the tokenizer allows
-    train_dataset = splits.train.with_transform(pair_transform(*columns, augment=training_augment(training_args)))
+    # Batches: augmented training pairs (each row's augmentation seeded by seed, epoch and row: resumable), plain
+    # evaluation pairs, texts truncated as the tokenizer allows
+    augment = training_augment(training_args)
+    train_transform = pair_transform(*columns, augment=augment, seed=training_args.seed)
+    train_dataset = (with_row_index(splits.train) if augment else splits.train).with_transform(train_transform)
     eval_dataset = None if splits.eval is None else splits.eval.with_transform(pair_transform(*columns))
     max_length = min(script_args.max_text_length, processor.tokenizer.model_max_length)
     collator = ContrastiveCollator(processor.tokenizer, processor.image_processor, max_length=max_length)
@@ -269,6 +284,8 @@ def build_trainer(script_args: ScriptArguments, training_args: ContrastiveConfig
         contrastive_loss=loss,
         head_learning_rate=training_args.head_learning_rate,
     )
+    if augment is not None:
+        trainer.add_callback(AugmentEpochCallback(train_transform))
     return trainer, splits
 
 
