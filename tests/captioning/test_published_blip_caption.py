@@ -14,17 +14,18 @@ import shutil
 from pathlib import Path
 
 import pytest
+from bert_vocab import CLS, FIRST_WORD_ID, PAD, SEP, bert_vocab
+from bert_vocab import word_ids as _word_ids
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "blip-image-captioning-base"
 PUBLISHED = json.loads((FIXTURE / "config.json").read_text())
 PREPROCESSOR = json.loads((FIXTURE / "preprocessor_config.json").read_text())
 WORDS = ["no", "acute", "cardiopulmonary", "process", "small", "left", "pleural", "effusion", "."]
-FIRST_WORD_ID = 104  # after BERT's [PAD] 0, [unused0-98] 1-99, [UNK] 100, [CLS] 101, [SEP] 102, [MASK] 103
-DEC, SEP, PAD, CLS = 30522, 102, 0, 101
+DEC = 30522
 
 
 def word_ids(*words: str) -> list[int]:
-    return [FIRST_WORD_ID + WORDS.index(word) for word in words]
+    return _word_ids(WORDS, *words)
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +35,7 @@ def published_blip(tmp_path_factory) -> Path:
     from transformers import BertTokenizer, BlipConfig, BlipForConditionalGeneration
 
     folder = tmp_path_factory.mktemp("published-blip")
-    vocab = ["[PAD]", *[f"[unused{i}]" for i in range(99)], "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
-    vocab += [f"[filler{i}]" for i in range(PUBLISHED["text_config"]["bos_token_id"] - len(vocab))]
+    vocab = bert_vocab(WORDS, size=PUBLISHED["text_config"]["bos_token_id"])
     tokenizer = BertTokenizer(vocab={token: index for index, token in enumerate(vocab)}, do_lower_case=True)
     tokenizer.add_special_tokens({"additional_special_tokens": ["[DEC]", "[ENC]"]})  # ids 30522, 30523
     assert tokenizer.convert_tokens_to_ids(["[DEC]", "[SEP]", "[PAD]"]) == [DEC, SEP, PAD]

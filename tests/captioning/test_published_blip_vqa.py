@@ -14,17 +14,18 @@ import json
 from pathlib import Path
 
 import pytest
+from bert_vocab import CLS, FIRST_WORD_ID, PAD, SEP, bert_vocab
+from bert_vocab import word_ids as _word_ids
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 SPECIAL_TOKENS = json.loads((FIXTURES / "blip-vqa-base" / "special_tokens_map.json").read_text())
 TEXT_CONFIG = json.loads((FIXTURES / "blip-image-captioning-base" / "config.json").read_text())["text_config"]
 WORDS = ["is", "there", "a", "pleural", "effusion", "?", "yes", "no", "right", "lower", "lobe"]
-FIRST_WORD_ID = 104
-DEC, SEP, PAD, CLS = 30522, 102, 0, 101
+DEC = 30522
 
 
 def word_ids(*words: str) -> list[int]:
-    return [FIRST_WORD_ID + WORDS.index(word) for word in words]
+    return _word_ids(WORDS, *words)
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +34,7 @@ def published_blip_vqa(tmp_path_factory) -> Path:
     from transformers import BertTokenizer, BlipConfig, BlipForQuestionAnswering, BlipImageProcessor
 
     folder = tmp_path_factory.mktemp("published-blip-vqa")
-    vocab = ["[PAD]", *[f"[unused{i}]" for i in range(99)], "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
-    vocab += [f"[filler{i}]" for i in range(TEXT_CONFIG["bos_token_id"] - len(vocab))]
+    vocab = bert_vocab(WORDS, size=TEXT_CONFIG["bos_token_id"])
     tokenizer = BertTokenizer(vocab={token: index for index, token in enumerate(vocab)}, do_lower_case=True,
                               **SPECIAL_TOKENS)  # fmt: skip
     tokenizer.add_special_tokens({"additional_special_tokens": ["[DEC]", "[ENC]"]})  # ids 30522, 30523

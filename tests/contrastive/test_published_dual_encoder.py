@@ -13,17 +13,17 @@ import shutil
 from pathlib import Path
 
 import pytest
+from bert_vocab import CLS, PAD, SEP, UNK, bert_vocab
+from bert_vocab import word_ids as _word_ids
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "biobert-v1.1"
 TOKENIZER_CONFIG = json.loads((FIXTURE / "tokenizer_config.json").read_text())
 CONFIG = json.loads((FIXTURE / "config.json").read_text())
 WORDS = ["Pleural", "pleural", "Effusion", "effusion", "Small", "small", "."]
-FIRST_WORD_ID = 104
-PAD, UNK, CLS, SEP = 0, 100, 101, 102
 
 
 def word_ids(*words: str) -> list[int]:
-    return [FIRST_WORD_ID + WORDS.index(word) for word in words]
+    return _word_ids(WORDS, *words)
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def biobert_folder(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("published-biobert")
     shutil.copy(FIXTURE / "config.json", folder / "config.json")
     shutil.copy(FIXTURE / "tokenizer_config.json", folder / "tokenizer_config.json")
-    vocab = ["[PAD]", *[f"[unused{i}]" for i in range(99)], "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
+    vocab = bert_vocab(WORDS)
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
     return folder
 
