@@ -4,7 +4,7 @@ Every step is a real radtune command, printed before it runs, so a user can copy
 lands in `runs/demo/` (or `--out`). `make demo` runs this after set-up; `--quick` is the shortened version the
 test suite runs end to end.
 
-    python scripts/demo.py                # the full demo (about 13 minutes on 2 CPU cores)
+    python scripts/demo.py                # the full demo (about 15 minutes on 2 CPU cores)
     python scripts/demo.py --quick --out /tmp/demo
     python scripts/demo.py --qa-generator openai --qa-model gpt-4o-mini   # QA from an OpenAI-compatible API
 
@@ -44,7 +44,7 @@ class Settings:
 
 
 FULL = Settings(logging_steps=10, n_mimic=4000, n_nih=3000, image_size=128, tiny_image_size=64, tiny_hidden=128,
-                llava_epochs=3, caption_epochs=25, clip_epochs=15)  # fmt: skip
+                llava_epochs=3, caption_epochs=20, clip_epochs=20)  # fmt: skip
 CONSTANT_CAPTION = "No acute cardiopulmonary process."
 ZERO_SHOT_CLASSES = ("Cardiomegaly", "Effusion", "Pneumothorax", "Nodule", "Mass", "Consolidation")
 QUICK = Settings(logging_steps=1, n_mimic=120, n_nih=80, image_size=64, tiny_image_size=32, tiny_hidden=32,

@@ -120,3 +120,16 @@ def test_tiny_cli_trains_tokenizer_on_a_saved_dataset(tmp_path):
     (tmp_path / "not-a-dataset").mkdir()
     result = CliRunner().invoke(cli, ["tiny", "clip", str(tmp_path / "x"), "--texts", str(tmp_path / "not-a-dataset")])
     assert result.exit_code == 1 and "neither a text file nor a dataset" in result.output
+
+
+def test_tiny_cli_trains_tokenizer_on_a_multi_turn_export(tmp_path):
+    # `radtune data qa --conversation multi` writes one row an image, its questions and answers as lists.
+    from datasets import Dataset, DatasetDict
+    from transformers import AutoTokenizer
+
+    word = " pneumomediastinum"
+    rows = {"question": [[f"Is there{word}?", "Is the heart enlarged?"]] * 40, "answer": [["Yes.", "No."]] * 40}
+    DatasetDict({"train": Dataset.from_dict(rows)}).save_to_disk(tmp_path / "qa")
+    result = CliRunner().invoke(cli, ["tiny", "vit-gpt2", str(tmp_path / "m"), "--texts", str(tmp_path / "qa")])
+    assert result.exit_code == 0, result.output
+    assert len(AutoTokenizer.from_pretrained(tmp_path / "m")(word).input_ids) == 1

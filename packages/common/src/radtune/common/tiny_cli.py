@@ -19,7 +19,8 @@ def _read_texts(path: Path) -> list[str]:
     for split in load_dataset_any(path).values():
         for column in ("text", "question", "answer"):
             if column in split.column_names:
-                texts += [value for value in split[column] if isinstance(value, str)]
+                for value in split[column]:  # a multi-turn export holds one list of questions/answers a row
+                    texts += [value] if isinstance(value, str) else [v for v in value or [] if isinstance(v, str)]
     if not texts:
         raise ValueError(f"{path} has no text, question or answer column to train a tokenizer on")
     return texts
