@@ -11,9 +11,16 @@ The data are drawn once (`--data-seed`, default 0, as `make demo` draws them) an
 is the trainings' (initialisation, order, augmentation) on fixed data; `--data-per-seed` draws each seed's own data
 as `scripts/demo.py --seed S` does (about a minute more per seed).
 
-    python benchmarks/demo_seeds.py                          # seeds 0-4, about an hour on 2 idle cores
+    python benchmarks/demo_seeds.py                          # seeds 0-4, about 70 minutes on 2 idle cores
     python benchmarks/demo_seeds.py --seeds 0 1 --tasks contrastive   # while iterating: CLIP only
     python benchmarks/demo_seeds.py --seeds 0 --threads 1 --out runs/demo-seeds-1t
+
+With one thread, two processes use two cores: give them different `--seeds`, the same `--out` and `--reuse` (the
+data are drawn once and shared: start the second when the first has written `data-0/data-nih`), then one more `--reuse` run over all the seeds writes the whole table:
+
+    python benchmarks/demo_seeds.py --threads 1 --reuse --seeds 0 2 4 &
+    python benchmarks/demo_seeds.py --threads 1 --reuse --seeds 1 3; wait
+    python benchmarks/demo_seeds.py --threads 1 --reuse
 """
 
 from __future__ import annotations
