@@ -16,7 +16,8 @@ as `scripts/demo.py --seed S` does (about a minute more per seed).
     python benchmarks/demo_seeds.py --seeds 0 --threads 1 --out runs/demo-seeds-1t
 
 With one thread, two processes use two cores: give them different `--seeds`, the same `--out` and `--reuse` (the
-data are drawn once and shared: start the second when the first has written `data-0/data-nih`), then one more `--reuse` run over all the seeds writes the whole table:
+data are drawn once and shared: start the second when the first has written `data-0/data-nih`), then one more
+`--reuse` run over all the seeds writes the whole table:
 
     python benchmarks/demo_seeds.py --threads 1 --reuse --seeds 0 2 4 &
     python benchmarks/demo_seeds.py --threads 1 --reuse --seeds 1 3; wait
