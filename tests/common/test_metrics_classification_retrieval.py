@@ -51,6 +51,17 @@ def test_auc_and_f1_match_sklearn_with_undefined_classes(labelled):
     assert result.metrics["f1_micro"] == pytest.approx(f1_score(truth[mask], scores[mask] >= 0.5))
 
 
+@pytest.mark.parametrize("n", [2, 3, 17, 600])
+def test_auc_matches_sklearn_on_random_draws_with_ties(n):
+    rng = np.random.default_rng(n)
+    for _ in range(20):
+        truth = np.zeros((n, 1))
+        truth[rng.choice(n, size=rng.integers(1, n), replace=False), 0] = 1.0  # both classes present
+        scores = rng.integers(0, rng.integers(1, 6), (n, 1)).astype(float)  # a few distinct values: many ties
+        expected = roc_auc_score(truth[:, 0], scores[:, 0])
+        assert multilabel_metrics(truth, scores, ["a"]).metrics["auc/a"] == pytest.approx(expected, rel=1e-12)
+
+
 def test_undefined_is_not_zero_when_nothing_is_defined():
     result = multilabel_metrics([[0, 1], [0, 1]], [[0.2, 0.9], [0.1, 0.8]], ["a", "b"])
     assert math.isnan(result.metrics["auc_macro"]) and math.isnan(result.metrics["auc/a"])

@@ -34,6 +34,20 @@ def _f1(tp: int, fp: int, fn: int) -> float:
     return 2 * tp / denominator if denominator else math.nan
 
 
+def _roc_auc(truth: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC of binary `truth` (both classes present) as the Mann-Whitney U statistic over midranks: the same
+    value as `sklearn.metrics.roc_auc_score`, ties included. Written out because sklearn validates its inputs on
+    every call (about 2 ms on 600 items): a 1000-resample bootstrap over 6 classes spent 15 s there, most of a
+    zero-shot evaluation; the ranking itself is scipy's."""
+    from scipy.stats import rankdata
+
+    positive = truth == 1
+    n_positive = int(positive.sum())
+    n_negative = len(truth) - n_positive
+    rank_sum = float(rankdata(scores)[positive].sum())
+    return (rank_sum - n_positive * (n_positive + 1) / 2) / (n_positive * n_negative)
+
+
 def multilabel_metrics(
     y_true: Sequence[Sequence[float]] | np.ndarray,
     y_score: Sequence[Sequence[float]] | np.ndarray,
@@ -53,8 +67,6 @@ def multilabel_metrics(
         `ClassificationMetrics`. F1 of a class with no positive label and no positive prediction is undefined
         too (0/0); `f1_micro` pools every labelled entry.
     """
-    from sklearn.metrics import roc_auc_score
-
     truth = np.asarray(y_true, dtype=float)
     scores = np.asarray(y_score, dtype=float)
     if truth.ndim != 2 or truth.shape != scores.shape:
@@ -78,7 +90,7 @@ def multilabel_metrics(
             metrics[f"auc/{name}"] = math.nan
             undefined[f"auc/{name}"] = "no positive labels" if positives == 0 else "no negative labels"
         else:
-            metrics[f"auc/{name}"] = float(roc_auc_score(t, s))
+            metrics[f"auc/{name}"] = _roc_auc(t, s)
             aucs.append(metrics[f"auc/{name}"])
         predicted = s >= threshold
         f1 = _f1(
@@ -93,7 +105,7 @@ def multilabel_metrics(
     metrics["auc_macro"] = float(np.mean(aucs)) if aucs else math.nan
     t, s = truth[labelled], scores[labelled]
     if 0 < t.sum() < len(t):
-        metrics["auc_micro"] = float(roc_auc_score(t, s))
+        metrics["auc_micro"] = _roc_auc(t, s)
     else:
         metrics["auc_micro"] = math.nan
         undefined["auc_micro"] = "the pooled labels hold only one class"
