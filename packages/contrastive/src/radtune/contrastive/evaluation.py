@@ -78,7 +78,11 @@ def class_phrase(name: str) -> str:
 # lobe ("There is a 4.0 cm mass in the right upper lobe."): on the same train split, with the demo's CLIP trained
 # with seeds 0 and 1, pneumothorax AUC 0.707 -> 0.786 and 0.664 -> 0.812, mass 0.875 -> 0.889 and 0.655 -> 0.924,
 # macro 0.850 -> 0.866 and 0.826 -> 0.895 (validation split: 0.892 and 0.919 after); sized nodule sentences, "rounded
-# nodule" and more effusion wordings changed nothing consistently and are not used.
+# nodule" and more effusion wordings changed nothing consistently and are not used. Consolidation as reports
+# describe it, with its airspace opacity ("Airspace opacity and consolidation in the right lower lobe."; the labeler
+# reads it as consolidation, as the test of every prompt checks): on the train split of the demo's data built at
+# 64 px, consolidation AUC 0.612 -> 0.947 and 0.869 -> 0.991 (CLIPs of seeds 4 and 0), and up on each of seven CLIPs
+# of the 128-px data (0.83-0.94 -> 0.97-0.99); "Airspace consolidation in the ..." helped less (0.760, 0.890).
 _SIDES = ("right", "left")
 _LOBES = tuple(f"{side} {level} lobe" for side in _SIDES for level in ("upper", "lower"))
 _ALL_LOBES = ("right upper lobe", "right middle lobe", "right lower lobe", "left upper lobe", "left lower lobe")
@@ -103,7 +107,11 @@ EXTRA_PROMPTS = {
         tuple(f"There is a {size} mass in the {lobe}." for size in ("4.0 cm", "6.0 cm") for lobe in _ALL_LOBES),
         ("The lungs are clear.",),
     ),
-    "consolidation": (tuple(f"{lobe.capitalize()} consolidation." for lobe in _LOBES), ()),
+    "consolidation": (
+        tuple(f"{lobe.capitalize()} consolidation." for lobe in _LOBES)
+        + tuple(f"Airspace opacity and consolidation in the {lobe}." for lobe in _ALL_LOBES),
+        (),
+    ),
 }
 
 
