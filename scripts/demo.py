@@ -44,7 +44,7 @@ class Settings:
 
 
 FULL = Settings(logging_steps=10, n_mimic=4000, n_nih=3000, image_size=128, tiny_image_size=64, tiny_hidden=128,
-                llava_epochs=3, caption_epochs=15, clip_epochs=25)  # fmt: skip
+                llava_epochs=3, caption_epochs=20, clip_epochs=20)  # fmt: skip
 CONSTANT_CAPTION = "No acute cardiopulmonary process."
 ZERO_SHOT_CLASSES = ("Cardiomegaly", "Effusion", "Pneumothorax", "Nodule", "Mass", "Consolidation")
 QUICK = Settings(logging_steps=1, n_mimic=120, n_nih=80, image_size=64, tiny_image_size=32, tiny_hidden=32,
@@ -74,14 +74,13 @@ def build_data(data: Path, settings: Settings, seed: int, log: list[str], qa: li
     radtune = BIN / "radtune"
     run(radtune, "data", "phantoms", data / "phantoms-mimic", "--n", settings.n_mimic, "--layout", "mimic-cxr",
         "--image-size", settings.image_size, "--seed", seed, log=log, env=env)  # fmt: skip
-    run(radtune, "data", "build", "mimic-cxr", data / "phantoms-mimic", data / "data-mimic", "--max-side",
-        settings.tiny_image_size, "--overwrite", log=log, env=env)  # fmt: skip
+    run(radtune, "data", "build", "mimic-cxr", data / "phantoms-mimic", data / "data-mimic", "--overwrite", log=log,
+        env=env)  # fmt: skip
     run(radtune, "data", "qa", data / "data-mimic", data / "data-qa", *(qa or ["--generator", "rules"]),
         "--overwrite", log=log, env=env)  # fmt: skip
     run(radtune, "data", "phantoms", data / "phantoms-nih", "--n", settings.n_nih, "--layout", "nih",
         "--image-size", settings.image_size, "--seed", seed + 1, log=log, env=env)  # fmt: skip
-    run(radtune, "data", "build", "nih", data / "phantoms-nih", data / "data-nih", "--max-side", settings.tiny_image_size,
-        "--overwrite", log=log, env=env)  # fmt: skip
+    run(radtune, "data", "build", "nih", data / "phantoms-nih", data / "data-nih", "--overwrite", log=log, env=env)
 
 
 def _sizes(settings: Settings) -> list:

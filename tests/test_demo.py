@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from datasets import load_from_disk
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -95,13 +94,6 @@ def test_quick_demo_runs_every_stage_and_reports(tmp_path):
     positions = [next(i for i, line in enumerate(commands) if stage in line) for stage in stages]
     assert positions == sorted(positions)
 
-    # The phantoms are drawn larger than the models read (64 px against 32 in --quick), as real radiographs are, and
-    # the datasets are built at the models' size once (`radtune data build --max-side`), not resized every step.
-    assert "--image-size 64" in next(line for line in commands if "radtune data phantoms" in line)
-    for name, column in (("data-mimic", "image"), ("data-nih", "image"), ("data-qa", "images")):
-        for split in load_from_disk(str(out / name)).values():
-            first = split[0][column]
-            assert (first[0] if column == "images" else first).size == (32, 32), (name, split.split)
     for run in ("llava-untrained", "llava", "caption-untrained", "caption-trained", "zero-shot", "retrieval"):
         metrics = json.loads((out / run / "metrics.json").read_text())
         assert metrics["meta"]["n"] > 0, run
