@@ -80,9 +80,10 @@ def class_phrase(name: str) -> str:
 # macro 0.850 -> 0.866 and 0.826 -> 0.895 (validation split: 0.892 and 0.919 after); sized nodule sentences, "rounded
 # nodule" and more effusion wordings changed nothing consistently and are not used. Consolidation as reports
 # describe it, with its airspace opacity ("Airspace opacity and consolidation in the right lower lobe."; the labeler
-# reads it as consolidation, as the test of every prompt checks): on the train split of the demo's data built at
-# 64 px, consolidation AUC 0.612 -> 0.947 and 0.869 -> 0.991 (CLIPs of seeds 4 and 0), and up on each of seven CLIPs
-# of the 128-px data (0.83-0.94 -> 0.97-0.99); "Airspace consolidation in the ..." helped less (0.760, 0.890).
+# reads it as consolidation, as the test of every prompt checks): on the NIH-layout phantoms' train split,
+# consolidation AUC 0.83-0.94 -> 0.97-0.99 with each of the demo's CLIPs (seeds 0-4 with two threads, 0 and 4 with
+# one), and 0.612 -> 0.947, 0.869 -> 0.991 with two CLIPs trained 25 epochs on the same data built at 64 px;
+# "Airspace consolidation in the ..." helped less there (0.760, 0.890).
 _SIDES = ("right", "left")
 _LOBES = tuple(f"{side} {level} lobe" for side in _SIDES for level in ("upper", "lower"))
 _ALL_LOBES = ("right upper lobe", "right middle lobe", "right lower lobe", "left upper lobe", "left lower lobe")
