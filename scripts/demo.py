@@ -44,7 +44,7 @@ class Settings:
 
 
 FULL = Settings(logging_steps=10, n_mimic=4000, n_nih=3000, image_size=128, tiny_image_size=64, tiny_hidden=128,
-                llava_epochs=3, caption_epochs=20, clip_epochs=20)  # fmt: skip
+                llava_epochs=4, caption_epochs=15, clip_epochs=20)  # fmt: skip
 CONSTANT_CAPTION = "No acute cardiopulmonary process."
 ZERO_SHOT_CLASSES = ("Cardiomegaly", "Effusion", "Pneumothorax", "Nodule", "Mass", "Consolidation")
 QUICK = Settings(logging_steps=1, n_mimic=120, n_nih=80, image_size=64, tiny_image_size=32, tiny_hidden=32,
